@@ -1,0 +1,1 @@
+"""The ``longclip-diffusers`` command line. One module per sub-command, registered in main."""

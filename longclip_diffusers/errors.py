@@ -1,0 +1,23 @@
+"""Exceptions raised by longclip-diffusers. Each message names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class LongClipError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class CheckpointError(LongClipError, ValueError):
+    """A checkpoint file is unreadable, unsafe, or not a CLIP state dict."""
+
+
+class IncompatibleEncoderError(LongClipError, ValueError):
+    """An encoder does not fit the slot of the pipeline it was meant for."""
+
+
+class OutputExistsError(LongClipError, FileExistsError):
+    """An output path exists and overwriting was not asked for."""
+
+
+class ModelNotAvailableError(LongClipError, OSError):
+    """A model cannot be found locally and the hub cannot be reached."""

@@ -1,0 +1,127 @@
+"""Knowledge-preserved stretching (KPS) of absolute position tables.
+
+The rule is the one in the released Long-CLIP code, which produced the published weights
+(REFERENCE.md section 2; Long-CLIP paper, Eq. 2, with keep=20 and ratio=4 giving 248 rows):
+
+* row ``p < keep`` is copied unchanged;
+* row ``p >= keep`` reads the old table at ``s = keep + (p - keep) / ratio``: linear
+  interpolation between rows ``floor(s)`` and ``floor(s) + 1`` while ``s <= L - 1``, and linear
+  extrapolation of the last segment beyond it (rows 245-247 for 77 -> 248).
+
+``keep=0`` is the paper's "direct fine-tuning" baseline: every position interpolated with one
+fixed ratio.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .compat import text_transformer
+
+#: Long-CLIP's released settings (paper, section 4: lambda_2 = 4, 20 rows kept).
+DEFAULT_KEEP = 20
+DEFAULT_RATIO = 4.0
+
+
+def stretched_length(old_length: int, keep: int = DEFAULT_KEEP, ratio: float = DEFAULT_RATIO) -> int:
+    """Number of rows ``keep + (old_length - keep) * ratio`` after stretching; must be whole."""
+    _check_arguments(old_length, keep, ratio)
+    length = keep + (old_length - keep) * ratio
+    if not float(length).is_integer():
+        raise ValueError(
+            f"keep={keep}, ratio={ratio} on a table of {old_length} rows gives {length} rows, "
+            "which is not a whole number; pick a ratio that makes it whole or pass `length`."
+        )
+    return int(length)
+
+
+def stretch_position_table(
+    table: torch.Tensor,
+    keep: int = DEFAULT_KEEP,
+    ratio: float = DEFAULT_RATIO,
+    length: int | None = None,
+) -> torch.Tensor:
+    """Return the stretched copy of a ``[L, W]`` position table (float32 maths, input dtype out).
+
+    ``length`` defaults to :func:`stretched_length`; a longer one extrapolates further.
+    """
+    if table.ndim != 2:
+        raise ValueError(f"a position table is 2-D [positions, width]; got shape {tuple(table.shape)}")
+    old_length = table.shape[0]
+    if length is None:
+        length = stretched_length(old_length, keep, ratio)
+    else:
+        _check_arguments(old_length, keep, ratio)
+        if length < keep:
+            raise ValueError(f"length={length} is shorter than keep={keep}")
+
+    source = table.detach().to(torch.float32)
+    last = old_length - 1
+    s = keep + (torch.arange(keep, length, dtype=torch.float64) - keep) / ratio
+    inside = s <= last
+    lower = torch.floor(s).long().clamp(max=last)
+    upper = (lower + 1).clamp(max=last)
+    weight = (s - lower).to(torch.float32).unsqueeze(1)
+    interpolated = source[lower] + weight * (source[upper] - source[lower])
+    beyond = (s - last).to(torch.float32).unsqueeze(1)
+    extrapolated = source[last] + beyond * (source[last] - source[last - 1])
+    moved = torch.where(inside.unsqueeze(1), interpolated, extrapolated)
+    out = torch.cat([source[:keep], moved], dim=0)
+    return out.to(dtype=table.dtype, device=table.device)
+
+
+def stretch_text_encoder(
+    model: nn.Module,
+    keep: int = DEFAULT_KEEP,
+    ratio: float = DEFAULT_RATIO,
+    length: int | None = None,
+) -> nn.Module:
+    """Stretch, in place, the text positions of a ``CLIPTextModel``, ``CLIPTextModelWithProjection``
+    or ``CLIPModel``: new position table, ``position_ids`` buffer and config, same dtype and device.
+
+    Returns the model for chaining.
+    """
+    embeddings = text_transformer(model).embeddings
+    old = embeddings.position_embedding.weight
+    new_table = stretch_position_table(old.data, keep=keep, ratio=ratio, length=length)
+    new_length = new_table.shape[0]
+
+    new_embedding = nn.Embedding(new_length, new_table.shape[1], device=old.device, dtype=old.dtype)
+    new_embedding.weight.data.copy_(new_table)
+    new_embedding.weight.requires_grad_(old.requires_grad)
+    embeddings.position_embedding = new_embedding
+    embeddings.register_buffer(
+        "position_ids",
+        torch.arange(new_length, device=old.device).unsqueeze(0),
+        persistent=False,
+    )
+    for config in _text_configs(model):
+        config.max_position_embeddings = new_length
+    return model
+
+
+def _text_configs(model: nn.Module) -> list:
+    configs = [model.config]
+    text_config = getattr(model.config, "text_config", None)
+    if text_config is not None:
+        configs.append(text_config)
+    inner = getattr(model, "text_model", None)
+    if inner is not None and getattr(inner, "config", None) is not None:
+        configs.append(inner.config)
+    unique = []
+    for config in configs:
+        if all(config is not seen for seen in unique):
+            unique.append(config)
+    return [c for c in unique if hasattr(c, "max_position_embeddings")]
+
+
+def _check_arguments(old_length: int, keep: int, ratio: float) -> None:
+    if old_length < 2:
+        raise ValueError(f"a position table needs at least 2 rows to stretch; got {old_length}")
+    if not 0 <= keep <= old_length:
+        raise ValueError(f"keep={keep} must be between 0 and the table length {old_length}")
+    if not (math.isfinite(ratio) and ratio > 0):
+        raise ValueError(f"ratio must be a positive number; got {ratio}")

@@ -1,0 +1,294 @@
+"""Tiny random models, tokenizers and pipelines.
+
+Nothing here downloads anything: the tests build every model from these functions, and the
+demo's ``--tiny-random`` mode uses them so the UI can be tried on any machine. The sizes follow
+diffusers' own fast tests. Weights are random, so outputs are noise by design.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from transformers import (
+    CLIPConfig,
+    CLIPModel,
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    CLIPVisionConfig,
+)
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+BOS_TOKEN = "<|startoftext|>"
+EOS_TOKEN = "<|endoftext|>"
+
+#: Words that get a single token each in the tiny vocabulary, so test prompts have a
+#: predictable token count (one per word, plus punctuation).
+TINY_WORDS = (
+    "a an the and with of in on at to by under over near behind beside above below from "
+    "red green blue yellow purple orange black white golden silver pink brown grey "
+    "small large tiny huge tall short round square old young bright dark soft shiny "
+    "cat dog bird horse fish tree house car boat road river mountain sky cloud sun moon "
+    "star flower garden city street window door table chair lamp book cup hat coat "
+    "man woman child girl boy robot dragon castle forest lake field bridge tower ship "
+    "sits stands runs flies walks holds wears looks shines glows rests "
+    "photo painting portrait landscape scene detailed light shadow morning evening night "
+    "one two three four five left right top bottom middle far background foreground"
+).split()
+
+
+def tiny_clip_tokenizer(model_max_length: int = 77, pad_token: str = EOS_TOKEN) -> CLIPTokenizer:
+    """A CLIP BPE tokenizer over the byte alphabet plus :data:`TINY_WORDS` as whole tokens.
+
+    As in OpenAI's vocabulary, the start and end tokens take the two largest ids.
+    """
+    alphabet = list(bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for symbol in alphabet + [s + "</w>" for s in alphabet]:
+        vocab.setdefault(symbol, len(vocab))
+    merges = _train_word_merges(alphabet)
+    for left, right in merges:
+        vocab.setdefault(left + right, len(vocab))
+    vocab[BOS_TOKEN] = len(vocab)
+    vocab[EOS_TOKEN] = len(vocab)
+    tokenizer = CLIPTokenizer(
+        vocab=vocab,
+        merges=merges,
+        bos_token=BOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        unk_token=EOS_TOKEN,
+        pad_token=pad_token,
+    )
+    tokenizer.model_max_length = model_max_length
+    return tokenizer
+
+
+def _train_word_merges(alphabet: list[str]) -> list[tuple[str, str]]:
+    """BPE merges learnt on :data:`TINY_WORDS`: a trained merge table (unlike hand-made chains)
+    is consistent with BPE's rank order, so each word comes out as one token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(
+        vocab_size=10_000,
+        min_frequency=1,
+        initial_alphabet=alphabet,
+        end_of_word_suffix="</w>",
+        show_progress=False,
+    )
+    bpe.train_from_iterator([" ".join(TINY_WORDS)], trainer=trainer)
+    return [tuple(pair) for pair in json.loads(bpe.to_str())["model"]["merges"]]
+
+
+def tiny_text_config(
+    tokenizer: CLIPTokenizer | None = None,
+    hidden_size: int = 32,
+    num_layers: int = 5,
+    num_heads: int = 4,
+    max_position_embeddings: int = 77,
+    projection_dim: int | None = None,
+    hidden_act: str = "gelu",
+) -> CLIPTextConfig:
+    """A small ``CLIPTextConfig`` whose vocabulary and special ids match ``tokenizer``."""
+    tokenizer = tokenizer or tiny_clip_tokenizer()
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 4,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        max_position_embeddings=max_position_embeddings,
+        projection_dim=projection_dim or hidden_size,
+        hidden_act=hidden_act,
+        layer_norm_eps=1e-5,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def tiny_text_encoder(
+    with_projection: bool = False, seed: int = 0, **config_kwargs
+) -> CLIPTextModel | CLIPTextModelWithProjection:
+    """A random ``CLIPTextModel`` (or ``...WithProjection``) built from :func:`tiny_text_config`."""
+    torch.manual_seed(seed)
+    config = tiny_text_config(**config_kwargs)
+    cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    return cls(config).eval()
+
+
+def tiny_clip_model(
+    seed: int = 0,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    max_position_embeddings: int = 77,
+    image_size: int = 32,
+    patch_size: int = 8,
+    projection_dim: int = 32,
+    hidden_act: str = "quick_gelu",
+    tokenizer: CLIPTokenizer | None = None,
+) -> CLIPModel:
+    """A random text + vision ``CLIPModel`` for training and evaluation tests."""
+    torch.manual_seed(seed)
+    text = tiny_text_config(
+        tokenizer,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        max_position_embeddings=max_position_embeddings,
+        projection_dim=projection_dim,
+        hidden_act=hidden_act,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 4,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=projection_dim,
+        hidden_act=hidden_act,
+        layer_norm_eps=1e-5,
+    )
+    config = CLIPConfig(
+        text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=projection_dim
+    )
+    return CLIPModel(config).eval()
+
+
+def tiny_sd_pipeline(seed: int = 0):
+    """A random ``StableDiffusionPipeline`` at diffusers' fast-test size (32-wide text encoder)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=2,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+    )
+    vae = _tiny_vae((4, 8), norm_num_groups=2)
+    tokenizer = tiny_clip_tokenizer()
+    text_encoder = tiny_text_encoder(seed=seed, tokenizer=tokenizer)
+    return StableDiffusionPipeline(
+        unet=unet,
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
+
+
+def tiny_sdxl_pipeline(seed: int = 0):
+    """A random ``StableDiffusionXLPipeline`` at diffusers' fast-test size: two 32-wide encoders
+    (the second with projection) giving a 64-wide context and a 32-wide pooled vector."""
+    from diffusers import StableDiffusionXLPipeline
+
+    torch.manual_seed(seed)
+    unet = _tiny_sdxl_unet(cross_attention_dim=64, time_ids=6)
+    tokenizer = tiny_clip_tokenizer()
+    tokenizer_2 = tiny_clip_tokenizer(pad_token="!")
+    return StableDiffusionXLPipeline(
+        vae=_tiny_vae((32, 64), norm_num_groups=32, sample_size=128),
+        text_encoder=tiny_text_encoder(seed=seed, tokenizer=tokenizer),
+        text_encoder_2=tiny_text_encoder(True, seed=seed + 1, tokenizer=tokenizer_2),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=_tiny_euler(),
+        image_encoder=None,
+        feature_extractor=None,
+    )
+
+
+def tiny_sdxl_refiner_pipeline(seed: int = 0):
+    """A random SDXL refiner (``StableDiffusionXLImg2ImgPipeline`` with only ``text_encoder_2``)."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    torch.manual_seed(seed)
+    unet = _tiny_sdxl_unet(cross_attention_dim=32, time_ids=5)
+    tokenizer_2 = tiny_clip_tokenizer(pad_token="!")
+    return StableDiffusionXLImg2ImgPipeline(
+        vae=_tiny_vae((32, 64), norm_num_groups=32, sample_size=128),
+        text_encoder=None,
+        text_encoder_2=tiny_text_encoder(True, seed=seed + 1, tokenizer=tokenizer_2),
+        tokenizer=None,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=_tiny_euler(),
+        requires_aesthetics_score=True,
+        force_zeros_for_empty_prompt=False,
+        image_encoder=None,
+        feature_extractor=None,
+    )
+
+
+def _tiny_vae(block_out_channels, norm_num_groups: int, sample_size: int = 32):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=list(block_out_channels),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        norm_num_groups=norm_num_groups,
+        sample_size=sample_size,
+    )
+
+
+def _tiny_sdxl_unet(cross_attention_dim: int, time_ids: int):
+    from diffusers import UNet2DConditionModel
+
+    addition_time_embed_dim = 8
+    pooled_dim = 32
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=addition_time_embed_dim,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=time_ids * addition_time_embed_dim + pooled_dim,
+        cross_attention_dim=cross_attention_dim,
+        norm_num_groups=1,
+    )
+
+
+def _tiny_euler():
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        steps_offset=1,
+        beta_schedule="scaled_linear",
+        timestep_spacing="leading",
+    )
