@@ -8,6 +8,8 @@ diffusers' own fast tests. Weights are random, so outputs are noise by design.
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 
 import torch
 from transformers import (
@@ -21,6 +23,8 @@ from transformers import (
 )
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from .stretch import stretch_text_encoder
+
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
 
@@ -32,6 +36,7 @@ TINY_WORDS = (
     "small large tiny huge tall short round square old young bright dark soft shiny "
     "cat dog bird horse fish tree house car boat road river mountain sky cloud sun moon "
     "star flower garden city street window door table chair lamp book cup hat coat "
+    "circle triangle diamond "
     "man woman child girl boy robot dragon castle forest lake field bridge tower ship "
     "sits stands runs flies walks holds wears looks shines glows rests "
     "photo painting portrait landscape scene detailed light shadow morning evening night "
@@ -48,7 +53,7 @@ def tiny_clip_tokenizer(model_max_length: int = 77, pad_token: str = EOS_TOKEN) 
     vocab: dict[str, int] = {}
     for symbol in alphabet + [s + "</w>" for s in alphabet]:
         vocab.setdefault(symbol, len(vocab))
-    merges = _train_word_merges(alphabet)
+    merges = _train_word_merges()
     for left, right in merges:
         vocab.setdefault(left + right, len(vocab))
     vocab[BOS_TOKEN] = len(vocab)
@@ -65,22 +70,32 @@ def tiny_clip_tokenizer(model_max_length: int = 77, pad_token: str = EOS_TOKEN) 
     return tokenizer
 
 
-def _train_word_merges(alphabet: list[str]) -> list[tuple[str, str]]:
-    """BPE merges learnt on :data:`TINY_WORDS`: a trained merge table (unlike hand-made chains)
-    is consistent with BPE's rank order, so each word comes out as one token."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+def _train_word_merges() -> list[tuple[str, str]]:
+    """BPE merges learnt on :data:`TINY_WORDS`, most frequent pair first, ties broken by the
+    pair itself. A learnt table (unlike hand-made chains) is consistent with BPE's rank order,
+    so each word comes out as one token; the tie rule makes it identical in every process."""
+    words = [list(word[:-1]) + [word[-1] + "</w>"] for word in dict.fromkeys(TINY_WORDS)]
+    merges: list[tuple[str, str]] = []
+    while True:
+        counts = Counter(pair for word in words for pair in zip(word, word[1:]))
+        if not counts:
+            return merges
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        merges.append(pair)
+        words = [_merge_pair(word, pair) for word in words]
 
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.BpeTrainer(
-        vocab_size=10_000,
-        min_frequency=1,
-        initial_alphabet=alphabet,
-        end_of_word_suffix="</w>",
-        show_progress=False,
-    )
-    bpe.train_from_iterator([" ".join(TINY_WORDS)], trainer=trainer)
-    return [tuple(pair) for pair in json.loads(bpe.to_str())["model"]["merges"]]
+
+def _merge_pair(word: list[str], pair: tuple[str, str]) -> list[str]:
+    merged: list[str] = []
+    i = 0
+    while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+            merged.append(word[i] + word[i + 1])
+            i += 2
+        else:
+            merged.append(word[i])
+            i += 1
+    return merged
 
 
 def tiny_text_config(
@@ -118,6 +133,12 @@ def tiny_text_encoder(
     config = tiny_text_config(**config_kwargs)
     cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     return cls(config).eval()
+
+
+def tiny_long_clip_encoder(seed: int = 1, **config_kwargs) -> CLIPTextModel:
+    """A tiny random "Long-CLIP" ``CLIPTextModel``: :func:`tiny_text_encoder` stretched to 248
+    positions, 32 wide like the text encoders of the tiny pipelines."""
+    return stretch_text_encoder(tiny_text_encoder(seed=seed, **config_kwargs))
 
 
 def tiny_clip_model(
@@ -292,3 +313,115 @@ def _tiny_euler():
         beta_schedule="scaled_linear",
         timestep_spacing="leading",
     )
+
+
+def tiny_openai_state_dict(
+    width: int = 64,
+    layers: int = 2,
+    vision_width: int = 64,
+    vision_layers: int = 2,
+    patch: int = 8,
+    image_size: int = 32,
+    embed_dim: int = 32,
+    context: int = 248,
+    vocab_size: int | None = None,
+    two_position_tables: bool = True,
+    seed: int = 0,
+    with_vision: bool = True,
+    device: str | torch.device = "cpu",
+) -> dict[str, torch.Tensor]:
+    """Random weights in the OpenAI CLIP / Long-CLIP checkpoint layout (REFERENCE.md section 1).
+
+    ``context=248`` with ``two_position_tables`` is a Long-CLIP file, ``context=77`` with one table
+    a plain OpenAI CLIP file. ``vocab_size`` defaults to :func:`tiny_clip_tokenizer`'s, whose EOS
+    is the last id. The head count is not stored: widths of 64 give one head (width // 64).
+    ``device="meta"`` gives real-size shapes for free (for config inference tests).
+    """
+    from .openai_layout import LOGIT_SCALE_KEY, TextTower, VisionTower
+
+    text = TextTower(
+        width=width,
+        layers=layers,
+        vocab_size=vocab_size or len(tiny_clip_tokenizer()),
+        context=context,
+        embed_dim=embed_dim,
+        mlp_width=4 * width,
+        two_position_tables=two_position_tables,
+    )
+    shapes = text.shapes()
+    if with_vision:
+        vision = VisionTower(
+            width=vision_width,
+            layers=vision_layers,
+            patch=patch,
+            image_size=image_size,
+            embed_dim=embed_dim,
+            mlp_width=4 * vision_width,
+        )
+        shapes.update(vision.shapes())
+    generator = torch.Generator().manual_seed(seed)
+    state_dict = {key: _random_weight(key, shape, generator, device) for key, shape in shapes.items()}
+    if with_vision:
+        state_dict[LOGIT_SCALE_KEY] = torch.tensor(math.log(1 / 0.07), device=device)
+    return state_dict
+
+
+def _random_weight(key: str, shape: tuple[int, ...], generator: torch.Generator, device) -> torch.Tensor:
+    """LayerNorm gains near 1, small biases, matrices scaled by 1/sqrt(fan-in), so activations stay
+    O(1) and a wrongly mapped key changes the outputs visibly."""
+    if torch.device(device).type == "meta":
+        return torch.empty(shape, device="meta")
+    values = torch.randn(shape, generator=generator)
+    if len(shape) >= 2:
+        values = values / math.sqrt(math.prod(shape[1:]))
+    elif ".ln_" in f".{key}" and key.endswith(".weight"):
+        values = 1 + 0.1 * values
+    else:
+        values = 0.1 * values
+    return values.to(device)
+
+
+def tiny_tulip_state_dict(width: int = 64, layers: int = 2, embed_dim: int = 32, seed: int = 0, **kwargs):
+    """Random weights in TULIP's open_clip text layout: :func:`tiny_openai_state_dict`'s text
+    tower without its position table (REFERENCE.md section 4). Other keyword arguments go to
+    :func:`tiny_openai_state_dict` (``with_vision`` defaults to False here)."""
+    kwargs.setdefault("with_vision", False)
+    state_dict = tiny_openai_state_dict(
+        width=width, layers=layers, embed_dim=embed_dim, seed=seed, two_position_tables=False, **kwargs
+    )
+    del state_dict["positional_embedding"]
+    return state_dict
+
+
+def write_tiny_caption_set(
+    folder,
+    count: int = 16,
+    seed: int = 0,
+    image_size: int = 40,
+    long_words: int = 90,
+) -> "Path":
+    """Write ``count`` PNG images (two random colour blocks each) and ``captions.jsonl`` (``image``
+    relative to ``folder``, a long ``caption`` of about ``long_words`` tiny-vocabulary tokens whose
+    first sentence is the short one) into ``folder``; returns the caption file. For training
+    tests and demos: deterministic in ``seed``, nothing downloaded."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lines = []
+    for index in range(count):
+        pixels = np.empty((image_size, image_size, 3), dtype=np.uint8)
+        pixels[: image_size // 2] = rng.integers(0, 256, 3)
+        pixels[image_size // 2 :] = rng.integers(0, 256, 3)
+        name = f"image_{index:04d}.png"
+        Image.fromarray(pixels).save(folder / name)
+        words = rng.choice(TINY_WORDS, size=long_words).tolist()
+        caption = " ".join(words[:6]) + ". " + " ".join(words[6:])
+        lines.append(json.dumps({"image": name, "caption": caption}))
+    captions = folder / "captions.jsonl"
+    captions.write_text("\n".join(lines) + "\n")
+    return captions

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
 
-from longclip_diffusers import tiny
+# huggingface_hub reads these once, at import: set them before anything imports it, so no test
+# can wait on (or reach) the hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    """Nothing in the suite may reach the hub, as on a machine without internet."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+from longclip_diffusers import tiny  # noqa: E402
 
 
 @pytest.fixture

@@ -1,0 +1,71 @@
+"""``longclip-diffusers stretch``: any transformers CLIP text encoder to 248 positions, no training.
+
+Knowledge-preserved stretching (REFERENCE.md section 2), e.g. SDXL's ``text_encoder_2`` (OpenCLIP
+bigG) so that both SDXL encoders read 248 tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tqdm.auto import tqdm
+from transformers import CLIPModel, CLIPTextModelWithProjection
+
+from ..atomic import refuse_existing_output
+from ..compat import text_config
+from ..errors import CheckpointError
+from ..export import save_model
+from ..loading import load_clip_model, load_text_encoder, load_tokenizer, resolve_source, saved_model_class
+from ..stretch import stretch_text_encoder
+from .convert import add_output_options, add_src_out_parser, add_stretch_options
+
+DESCRIPTION = """\
+Stretch the position table of a transformers CLIP text encoder folder (CLIPTextModel,
+CLIPTextModelWithProjection, or the text side of a CLIPModel; the class is kept), e.g. SDXL's
+text_encoder_2, with knowledge-preserved stretching: the first KEEP rows are kept, the others
+interpolated by RATIO (77 -> 248 with the defaults). The tokenizer is saved at the new length.
+OUT is written to a temporary folder and moved into place only when complete."""
+
+
+def register(subparsers) -> None:
+    parser = add_src_out_parser(
+        subparsers,
+        "stretch",
+        summary="stretch a transformers CLIP text encoder folder to 248 positions (e.g. SDXL text_encoder_2)",
+        description=DESCRIPTION,
+        src_help="transformers CLIP folder or hub id, e.g. a pipeline's text_encoder_2",
+    )
+    add_stretch_options(parser, "Long-CLIP's released setting")
+    add_output_options(parser, tokenizer_default=None)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    refuse_existing_output(args.out, args.overwrite)
+    source = resolve_source(args.src)
+    if not source.is_dir():
+        raise CheckpointError(
+            f"'{args.src}' is a file; stretch takes a transformers folder. Fix: use "
+            "`longclip-diffusers convert`, which stretches 77-position OpenAI CLIP checkpoints."
+        )
+    cls = saved_model_class(source)
+    with tqdm(total=3, desc="loading", unit="step", leave=False) as progress:
+        tokenizer = load_tokenizer(args.tokenizer or source)
+        if cls is CLIPModel:
+            model = load_clip_model(source)
+        else:
+            model = load_text_encoder(source, with_projection=cls is CLIPTextModelWithProjection)
+        old_length = text_config(model).max_position_embeddings
+        progress.update()
+        progress.set_description("stretching")
+        stretch_text_encoder(model, keep=args.keep, ratio=args.ratio)
+        progress.update()
+        progress.set_description("writing")
+        save_model(model, args.out, tokenizer=tokenizer, torch_dtype=args.dtype, overwrite=args.overwrite)
+        progress.update()
+    new_length = text_config(model).max_position_embeddings
+    print(
+        f"stretched {type(model).__name__} from {old_length} to {new_length} positions "
+        f"(tokenizer from {tokenizer.name_or_path}); saved to {args.out}"
+    )
+    return 0

@@ -1,0 +1,379 @@
+"""THE loader: a CLIP text encoder, full CLIP model or tokenizer from wherever it lives.
+
+A source is a hub repo id (a released Long-CLIP checkpoint from :data:`KNOWN_CHECKPOINTS`, a
+released TULIP one from :data:`KNOWN_TULIP_REPOS`, or any transformers CLIP repo), a local ``.pt``/``.safetensors`` file in the OpenAI layout, or a
+transformers folder (a ``CLIPTextModel``, ``CLIPTextModelWithProjection`` or ``CLIPModel``, such
+as a pipeline's ``text_encoder`` folder). Checkpoint files are converted once and the result is
+kept, in the export format, under :func:`cache_root`, so the next load reads safetensors directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from fnmatch import fnmatch
+from pathlib import Path
+
+import torch
+from huggingface_hub import hf_hub_download, list_repo_files, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from transformers import (
+    CLIPModel,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+)
+from transformers.utils import logging as transformers_logging
+
+from .errors import CheckpointError, ModelNotAvailableError, OutputExistsError
+from .export import export_checkpoint, resolve_dtype
+from .tulip import TulipModel, TulipPreTrainedModel, TulipTextModel, TulipTextModelWithProjection
+
+#: Released Long-CLIP checkpoints on the hub and the file each repo holds (REFERENCE.md section 1).
+KNOWN_CHECKPOINTS: dict[str, str] = {
+    "BeichenZhang/LongCLIP-L": "longclip-L.pt",
+    "BeichenZhang/LongCLIP-B": "longclip-B.pt",
+}
+
+#: Released TULIP checkpoints on the hub (REFERENCE.md section 4). Their file names are not known
+#: in advance, so the repo's one checkpoint file is looked up; the released stage-2 files keep
+#: open_clip's unused 77-row text position table, so they are converted with ``tulip=True``.
+KNOWN_TULIP_REPOS: tuple[str, ...] = ("mderakhshani/TULIP",)
+
+#: Long-CLIP keeps CLIP's BPE vocabulary (REFERENCE.md section 1), so a checkpoint without a
+#: tokenizer of its own uses CLIP-L's.
+DEFAULT_TOKENIZER = "openai/clip-vit-large-patch14"
+
+#: Environment variable that overrides where converted checkpoints are kept.
+CACHE_ENV = "LONGCLIP_DIFFUSERS_CACHE"
+
+# Part of every cache key: bump it when the export format changes so old conversions are redone.
+_CACHE_FORMAT = "1"
+
+_MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
+_CHECKPOINT_FILE_PATTERNS = ["*.pt", "*.pth", "*.bin", "*.safetensors"]
+_TOKENIZER_FILE_PATTERNS = ["tokenizer*.json", "vocab.json", "merges.txt", "special_tokens_map.json"]
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_CLASSES_BY_NAME = {
+    cls.__name__: cls
+    for cls in (CLIPModel, CLIPTextModel, CLIPTextModelWithProjection, TulipModel, TulipTextModel, TulipTextModelWithProjection)
+}
+_CLASSES_BY_MODEL_TYPE = {"clip": CLIPModel, "clip_text_model": CLIPTextModel, "tulip": TulipModel, "tulip_text": TulipTextModel}
+
+ClipClass = type[CLIPModel] | type[CLIPTextModel] | type[CLIPTextModelWithProjection]
+
+
+def load_text_encoder(
+    source: str | os.PathLike,
+    *,
+    with_projection: bool = False,
+    torch_dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> CLIPTextModel | CLIPTextModelWithProjection:
+    """A ready (eval-mode) ``CLIPTextModel``, or ``CLIPTextModelWithProjection`` when
+    ``with_projection``, from a hub id, a checkpoint file or a transformers folder. A TULIP
+    source gives the TULIP counterpart (``TulipTextModel`` / ``...WithProjection``).
+
+    ``cache_dir`` is where converted checkpoints are kept (default :func:`cache_root`).
+    Raises :class:`ModelNotAvailableError` when the source is on the hub, not downloaded, and the
+    hub cannot be reached.
+    """
+    kind = "text_with_projection" if with_projection else "text"
+    directory = _model_dir(source, kind, cache_dir)
+    cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    if issubclass(saved_model_class(directory), (TulipModel, TulipPreTrainedModel)):
+        cls = TulipTextModelWithProjection if with_projection else TulipTextModel
+    return _load(cls, directory, torch_dtype, device)
+
+
+def load_clip_model(
+    source: str | os.PathLike,
+    *,
+    torch_dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> CLIPModel:
+    """A ready text + vision ``CLIPModel`` (for evaluation and training), from the same sources
+    as :func:`load_text_encoder`; a TULIP source gives the :class:`~longclip_diffusers.TulipModel`
+    counterpart."""
+    directory = _model_dir(source, "full", cache_dir)
+    saved = saved_model_class(directory)
+    if saved not in (CLIPModel, TulipModel):
+        raise CheckpointError(
+            f"'{source}' holds a text encoder only, but a CLIPModel needs the vision tower too. "
+            "Fix: pass the full Long-CLIP checkpoint or a CLIPModel folder, or use load_text_encoder."
+        )
+    return _load(saved, directory, torch_dtype, device)
+
+
+def load_tokenizer(
+    source: str | os.PathLike,
+    *,
+    fallback: str | os.PathLike | None = DEFAULT_TOKENIZER,
+    model_max_length: int | None = None,
+) -> CLIPTokenizer:
+    """The tokenizer that belongs to ``source``: the one in its folder, in the sibling
+    ``tokenizer*`` folder of a pipeline's ``text_encoder*``, or a hub repo's own; else the one at
+    ``fallback`` (a folder or hub id; released Long-CLIP files carry no tokenizer).
+
+    ``source`` may also be a tokenizer folder or hub id itself. ``model_max_length`` sets the
+    length the tokenizer pads and truncates to.
+    """
+    location = _tokenizer_location(source)
+    if location is None:
+        if fallback is None:
+            raise ValueError(f"no tokenizer found with '{source}'. Fix: pass a tokenizer folder or hub id.")
+        location = _tokenizer_location(fallback)
+        if location is None:
+            raise ValueError(f"'{fallback}' holds no tokenizer. Fix: pass a tokenizer folder or hub id.")
+    with _quiet_transformers():
+        tokenizer = CLIPTokenizer.from_pretrained(location)
+    if model_max_length is not None:
+        tokenizer.model_max_length = model_max_length
+    return tokenizer
+
+
+def saved_model_class(directory: str | os.PathLike) -> ClipClass:
+    """The CLIP class a transformers folder was saved from (its ``config.json``)."""
+    config_path = Path(directory) / "config.json"
+    if (Path(directory) / "model_index.json").is_file() and not config_path.is_file():
+        raise CheckpointError(
+            f"'{directory}' is a diffusers pipeline folder. Fix: pass its text encoder folder, "
+            f"e.g. '{Path(directory) / 'text_encoder'}' or '{Path(directory) / 'text_encoder_2'}'."
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot read '{config_path}' ({exc}). Fix: pass a transformers model folder "
+            "(with config.json) or a .pt/.safetensors checkpoint."
+        ) from exc
+    for name in config.get("architectures") or ():
+        if name in _CLASSES_BY_NAME:
+            return _CLASSES_BY_NAME[name]
+    model_type = config.get("model_type")
+    if model_type in _CLASSES_BY_MODEL_TYPE:
+        return _CLASSES_BY_MODEL_TYPE[model_type]
+    raise CheckpointError(
+        f"'{directory}' holds a {model_type or 'unknown'} model, not CLIP. "
+        "Fix: pass a CLIP text encoder, a CLIPModel or a Long-CLIP checkpoint."
+    )
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where converted checkpoints are kept: ``cache_dir``, else ``$LONGCLIP_DIFFUSERS_CACHE``,
+    else ``$HF_HOME/longclip_diffusers``, else ``~/.cache/longclip_diffusers``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "longclip_diffusers"
+    return Path.home() / ".cache" / "longclip_diffusers"
+
+
+def converted_dir(
+    checkpoint: str | os.PathLike,
+    kind: str,
+    cache_dir: str | os.PathLike | None = None,
+    tulip: bool | None = None,
+) -> Path:
+    """The cached transformers folder of ``checkpoint`` converted as ``kind`` (and ``tulip``, as
+    in :func:`~longclip_diffusers.convert.convert_checkpoint`), converting it on the first call.
+    The key is the file's path, size and modification time, so an edited file is converted again."""
+    # absolute, not resolved: the hub cache links each file to an extensionless blob, and the
+    # extension says how the file is read
+    path = Path(checkpoint).expanduser().absolute()
+    stat = path.stat()
+    identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|tulip={tulip}|{_CACHE_FORMAT}"
+    key = hashlib.sha256(identity.encode()).hexdigest()
+    entry = cache_root(cache_dir) / f"{path.stem}-{kind}-{key[:16]}"
+    if not (entry / "config.json").is_file():
+        with contextlib.suppress(OutputExistsError):  # another process finished it first
+            export_checkpoint(path, entry, kind=kind, tulip=tulip)
+    return entry
+
+
+def is_tulip_repo(source: str | os.PathLike) -> bool:
+    """Whether ``source`` names a released TULIP repo (:data:`KNOWN_TULIP_REPOS`), whose
+    checkpoint must be converted with ``tulip=True``."""
+    return str(source) in KNOWN_TULIP_REPOS
+
+
+def resolve_source(source: str | os.PathLike) -> Path:
+    """A local file or folder for ``source``, downloading hub sources (or finding them in the hub
+    cache). Raises :class:`ModelNotAvailableError` when that needs the hub and it is unreachable."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    name = str(source)
+    if isinstance(source, os.PathLike) or not _REPO_ID.match(name):
+        raise FileNotFoundError(
+            f"'{source}' does not exist. Fix: pass an existing .pt/.safetensors file, a transformers "
+            f"model folder, or a hub repo id such as {next(iter(KNOWN_CHECKPOINTS))}."
+        )
+    filename = KNOWN_CHECKPOINTS.get(name)
+    if filename is not None:
+        return _download(name, filename=filename)
+    if is_tulip_repo(name):
+        return _download_single_checkpoint(name)
+    return _download(name, patterns=_MODEL_FILE_PATTERNS)
+
+
+def _model_dir(source: str | os.PathLike, kind: str, cache_dir) -> Path:
+    path = resolve_source(source)
+    if path.is_file():
+        return converted_dir(path, kind, cache_dir, tulip=is_tulip_repo(source) or None)
+    return path
+
+
+def _load(cls: ClipClass, directory: Path, torch_dtype, device) -> torch.nn.Module:
+    saved_model_class(directory)
+    kwargs = {}
+    dtype = resolve_dtype(torch_dtype)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    with _quiet_transformers():
+        model, info = cls.from_pretrained(directory, output_loading_info=True, **kwargs)
+    if info["missing_keys"]:
+        missing = sorted(info["missing_keys"])
+        hint = (
+            "it has no text projection: load it without with_projection"
+            if any("text_projection" in key for key in missing)
+            else "it is incomplete: export or download it again"
+        )
+        raise CheckpointError(
+            f"'{directory}' lacks weights a {cls.__name__} needs ({', '.join(missing[:5])}). Fix: {hint}."
+        )
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
+
+
+def _tokenizer_location(source: str | os.PathLike) -> str | None:
+    """A local folder holding tokenizer files, or a hub repo id to take the tokenizer from."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        candidates = [path, path / "tokenizer"]
+        if path.name.startswith("text_encoder"):
+            candidates.append(path.parent / path.name.replace("text_encoder", "tokenizer", 1))
+        found = next((c for c in candidates if _has_tokenizer_files(c)), None)
+        return str(found) if found is not None else None
+    if path.exists() or str(source) in KNOWN_CHECKPOINTS or is_tulip_repo(source):
+        return None
+    name = str(source)
+    if not _REPO_ID.match(name):
+        raise FileNotFoundError(f"no tokenizer folder at '{source}'. Fix: check the path.")
+    snapshot = _download(name, patterns=_TOKENIZER_FILE_PATTERNS, use_as="as the tokenizer (--tokenizer DIR)")
+    return str(snapshot) if _has_tokenizer_files(snapshot) else None
+
+
+def _has_tokenizer_files(directory: Path) -> bool:
+    # transformers 5 builds an empty 2-token tokenizer from a folder without these, silently
+    return (directory / "tokenizer.json").is_file() or (
+        (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file()
+    )
+
+
+def _download(
+    repo_id: str,
+    *,
+    filename: str | None = None,
+    patterns: list[str] | None = None,
+    use_as: str = "as the source",
+) -> Path:
+    """One file of a hub repo, or a snapshot of the files matching ``patterns``, from the hub
+    cache or the hub. An unreachable hub or a missing repo becomes one
+    :class:`ModelNotAvailableError` that says what to fetch and where to put it."""
+    with _hub_errors(repo_id, filename=filename, patterns=patterns, use_as=use_as):
+        if filename is not None:
+            return Path(hf_hub_download(repo_id, filename))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+
+
+def _download_single_checkpoint(repo_id: str) -> Path:
+    """The one checkpoint file of a hub repo whose file name is not known in advance, from the hub
+    or, offline, the hub cache; errors as :func:`_download`."""
+    with _hub_errors(repo_id, patterns=_CHECKPOINT_FILE_PATTERNS, pick_one=True):
+        try:
+            names = list_repo_files(repo_id)
+        except HfHubHTTPError:
+            raise  # the hub answered: no such repo, or no access
+        except Exception:  # noqa: BLE001 - offline or no connection; the type depends on the HTTP client
+            return _cached_single_checkpoint(repo_id)
+        return Path(hf_hub_download(repo_id, _single_checkpoint_name(repo_id, names)))
+
+
+def _cached_single_checkpoint(repo_id: str) -> Path:
+    snapshot = Path(snapshot_download(repo_id, allow_patterns=_CHECKPOINT_FILE_PATTERNS, local_files_only=True))
+    names = [path.relative_to(snapshot).as_posix() for path in snapshot.rglob("*") if path.is_file()]
+    if not _checkpoint_names(names):
+        raise LocalEntryNotFoundError(f"the hub cache holds no checkpoint file of {repo_id}")
+    return snapshot / _single_checkpoint_name(repo_id, names)
+
+
+def _single_checkpoint_name(repo_id: str, names: list[str]) -> str:
+    found = _checkpoint_names(names)
+    if len(found) != 1:
+        raise CheckpointError(
+            f"'{repo_id}' should hold one checkpoint file (.pt/.pth/.bin/.safetensors) but holds "
+            f"{len(found)}: {', '.join(found) or 'none'}. Fix: download one (`hf download {repo_id} FILE "
+            f"--local-dir ./{repo_id.split('/')[-1]}`) and pass its local path."
+        )
+    return found[0]
+
+
+def _checkpoint_names(names: list[str]) -> list[str]:
+    return sorted(name for name in names if any(fnmatch(name, pattern) for pattern in _CHECKPOINT_FILE_PATTERNS))
+
+
+@contextlib.contextmanager
+def _hub_errors(
+    repo_id: str,
+    *,
+    filename: str | None = None,
+    patterns: list[str] | None = None,
+    use_as: str = "as the source",
+    pick_one: bool = False,
+):
+    """Turn a hub cache miss while offline, or a hub error, into one
+    :class:`ModelNotAvailableError` saying what to download (``filename``, or the files matching
+    ``patterns``) and which local path to pass ``use_as`` (the folder, or with ``pick_one`` the
+    checkpoint file in it)."""
+    try:
+        yield
+    except LocalEntryNotFoundError as exc:
+        folder = f"./{repo_id.split('/')[-1]}"
+        if filename is not None:
+            what, args, local = f"{repo_id} file {filename}", f"{repo_id} {filename}", f"{folder}/{filename}"
+        else:
+            include = " ".join(f"'{pattern}'" for pattern in patterns or ())
+            what, args = repo_id, f"{repo_id} --include {include}"
+            local = f"the path of the checkpoint file in {folder}" if pick_one else folder
+        raise ModelNotAvailableError(
+            f"{what} is not downloaded and the hub cannot be reached (offline or no connection). "
+            f"Fix: on a machine with internet run `hf download {args} --local-dir {folder}` "
+            f"(older huggingface_hub: `huggingface-cli download` with the same arguments), "
+            f"copy {folder} here and pass {local} {use_as}."
+        ) from exc
+    except HfHubHTTPError as exc:
+        raise ModelNotAvailableError(
+            f"cannot fetch {filename or 'the model files'} of '{repo_id}' from the hub "
+            f"({str(exc).splitlines()[0]}). Fix: check the repo id, or pass a local path."
+        ) from exc
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Hide transformers' load reports (e.g. the vision weights a text encoder skips when read
+    from a CLIPModel folder); real problems are checked and raised here."""
+    previous = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(previous)

@@ -1,0 +1,36 @@
+"""How a TULIP encoder takes the place of a CLIP text encoder in a diffusers pipeline slot.
+
+``TulipTextModel`` has ``CLIPTextModel``'s interface and outputs (and the ``WithProjection``
+pair likewise), so a slot that holds one accepts the other; what differs is the length, which
+for rotary positions is a setting rather than a table (REFERENCE.md section 4).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+from .context import set_context_length
+from .modeling import TulipPreTrainedModel, TulipTextModel, TulipTextModelWithProjection
+
+_INTERCHANGEABLE = (
+    (CLIPTextModel, TulipTextModel),
+    (CLIPTextModelWithProjection, TulipTextModelWithProjection),
+)
+
+
+def drop_in_classes(current: nn.Module) -> tuple[type, ...]:
+    """The encoder classes that can take the slot ``current`` holds: a CLIP text encoder and its
+    TULIP counterpart; any other module only its own class."""
+    for pair in _INTERCHANGEABLE:
+        if isinstance(current, pair):
+            return pair
+    return (type(current),)
+
+
+def fit_context_length(encoder: nn.Module, length: int) -> nn.Module:
+    """Set a TULIP encoder to ``length`` tokens (any length works with rotary positions); any
+    other encoder is returned as it is, its position table being what it is."""
+    if isinstance(encoder, TulipPreTrainedModel):
+        set_context_length(encoder, length)
+    return encoder
