@@ -23,5 +23,20 @@ from .tulip import (
     ntk_scaled_base,
     set_context_length,
 )
+from .pipeline_patch import apply_long_clip, long_clip_pair
+from .recipes import RECIPES
+from .tokens import PromptWord, TokenReport, token_report
+
+#: Exported on first use: importing them loads diffusers' pipeline modules (seconds).
+_LAZY_PIPELINES = ("LongClipStableDiffusionPipeline", "LongClipStableDiffusionXLPipeline")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_PIPELINES:
+        from . import long_clip_pipelines
+
+        return getattr(long_clip_pipelines, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"

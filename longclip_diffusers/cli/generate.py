@@ -1,0 +1,122 @@
+"""``longclip-diffusers generate``: one image from a long prompt, optionally next to the stock one."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_write_file
+from ..comparison_sheet import side_by_side
+from ..devices import default_device, inference_dtype
+from ..pipeline_layout import detect_layout
+from ..pipeline_patch import apply_long_clip, long_clip_pair
+from ..recipes import RECIPES
+from ..tokens import token_report
+
+DEFAULT_PIPELINE = "stabilityai/stable-diffusion-xl-base-1.0"
+DEFAULT_LONG_CLIP = "BeichenZhang/LongCLIP-L"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate an image from a long prompt with Long-CLIP text encoders",
+        description="Load an SD1.5 or SDXL pipeline, swap in Long-CLIP text encoders (248 tokens) "
+        "and write the image. --compare also writes the stock pipeline's image (same seed) and a "
+        "side-by-side sheet. Runs on CUDA, MPS or CPU (float16 on a GPU).",
+    )
+    parser.add_argument("--prompt", required=True, help="the prompt (up to 246 tokens are read)")
+    parser.add_argument("--negative-prompt", default=None, help="what the image should not show")
+    parser.add_argument(
+        "--pipeline",
+        default=DEFAULT_PIPELINE,
+        metavar="ID_OR_DIR",
+        help="diffusers SD1.5 or SDXL pipeline: hub id or local directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--long-clip",
+        default=DEFAULT_LONG_CLIP,
+        metavar="SRC",
+        help="Long-CLIP-L text encoder: hub id, .pt/.safetensors checkpoint or transformers "
+        "directory (default: %(default)s)",
+    )
+    parser.add_argument("--steps", type=int, default=30, help="denoising steps (default: %(default)s)")
+    parser.add_argument(
+        "--guidance", type=float, default=None, help="guidance scale (default: the pipeline's, 7.5 or 5.0)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
+    parser.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
+    parser.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default="standard",
+        help="SDXL embedding recipe: diffusers' penultimate layers (standard) or the released "
+        "Long-CLIP code's normalised last layers (longclip) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="cuda, mps or cpu (default: the first one available)"
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="FILE.png", help="where to write the image")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also write the stock pipeline's image (FILE-stock.png) and a side-by-side sheet "
+        "(FILE-compare.png)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from diffusers import DiffusionPipeline
+
+    device = args.device or default_device()
+    dtype = inference_dtype(device)
+    print(f"loading {args.pipeline} on {device} ({str(dtype).removeprefix('torch.')})")
+    stock = DiffusionPipeline.from_pretrained(args.pipeline, torch_dtype=dtype).to(device)
+    tokenizer = getattr(stock, detect_layout(stock).tokenizer_slots[0])
+    print(token_report(args.prompt, tokenizer).summary())
+
+    if args.compare:
+        stock, long = long_clip_pair(stock, args.long_clip, recipe=args.recipe)
+    else:
+        long = apply_long_clip(stock, args.long_clip, recipe=args.recipe)
+    long_image = _generate(long, args)
+    written = [_save(long_image, args.out)]
+    if args.compare:
+        stock_image = _generate(stock, args)
+        written.append(_save(stock_image, _sibling(args.out, "stock")))
+        sheet = side_by_side([stock_image, long_image], ["stock CLIP (77 tokens)", "Long-CLIP (248 tokens)"])
+        written.append(_save(sheet, _sibling(args.out, "compare")))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _generate(pipe, args: argparse.Namespace):
+    options = {}
+    if args.guidance is not None:
+        options["guidance_scale"] = args.guidance
+    # a CPU generator gives the same starting noise on every device, so runs compare
+    generator = torch.Generator("cpu").manual_seed(args.seed)
+    return pipe(
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        num_inference_steps=args.steps,
+        height=args.height,
+        width=args.width,
+        generator=generator,
+        **options,
+    ).images[0]
+
+
+def _sibling(path: Path, tag: str) -> Path:
+    return path.with_name(f"{path.stem}-{tag}{path.suffix}")
+
+
+def _save(image, path: Path) -> Path:
+    with atomic_write_file(path) as staging:
+        image.save(staging, format="PNG")
+    return path

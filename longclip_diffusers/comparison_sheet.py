@@ -1,0 +1,31 @@
+"""Side-by-side sheets of images generated from one prompt and seed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PIL import Image, ImageDraw
+
+_CAPTION_HEIGHT = 24
+_GAP = 8
+
+
+def side_by_side(images: Sequence[Image.Image], labels: Sequence[str] = ()) -> Image.Image:
+    """One image holding ``images`` left to right on a white background, each with its label
+    (if given) in a strip above it."""
+    if not images:
+        raise ValueError("side_by_side needs at least one image")
+    if labels and len(labels) != len(images):
+        raise ValueError(f"got {len(labels)} labels for {len(images)} images")
+    top = _CAPTION_HEIGHT if labels else 0
+    width = sum(image.width for image in images) + _GAP * (len(images) - 1)
+    height = top + max(image.height for image in images)
+    sheet = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    x = 0
+    for index, image in enumerate(images):
+        sheet.paste(image.convert("RGB"), (x, top))
+        if labels:
+            draw.text((x + 4, 4), labels[index], fill="black")
+        x += image.width + _GAP
+    return sheet

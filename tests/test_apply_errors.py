@@ -1,0 +1,110 @@
+"""apply_long_clip refuses what cannot work, with the reason, and leaves the pipeline exactly as
+it was: same component objects, same weights, same tokenizer settings, no patched encode_prompt."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+
+from longclip_diffusers import IncompatibleEncoderError, apply_long_clip, stretch_text_encoder
+from longclip_diffusers import prompt_encoding
+from longclip_diffusers.tiny import (
+    tiny_long_clip_encoder,
+    tiny_sd_pipeline,
+    tiny_sdxl_pipeline,
+    tiny_text_encoder,
+)
+
+SLOTS = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+
+
+def _snapshot(pipe) -> dict:
+    state = {"encode_prompt" : "encode_prompt" in pipe.__dict__}
+    for slot in SLOTS:
+        component = getattr(pipe, slot, None)
+        if component is None:
+            continue
+        state[slot] = component
+        if isinstance(component, torch.nn.Module):
+            state[f"{slot} weights"] = {k: v.clone() for k, v in component.state_dict().items()}
+            state[f"{slot} config"] = component.config.to_dict()
+        else:
+            state[f"{slot} settings"] = (component.model_max_length, len(component))
+    return state
+
+
+def _assert_unchanged(pipe, before: dict) -> None:
+    after = _snapshot(pipe)
+    assert after.keys() == before.keys()
+    for key, value in before.items():
+        if key.endswith("weights"):
+            assert after[key].keys() == value.keys()
+            assert all(torch.equal(after[key][name], tensor) for name, tensor in value.items()), key
+        elif key in SLOTS:
+            assert after[key] is value, key
+        else:
+            assert after[key] == value, key
+
+
+@pytest.fixture(params=[tiny_sd_pipeline, tiny_sdxl_pipeline], ids=["sd", "sdxl"])
+def pipe(request):
+    return request.param()
+
+
+def _refused(pipe, source, match, error=IncompatibleEncoderError, **options):
+    before = _snapshot(pipe)
+    with pytest.raises(error, match=match):
+        apply_long_clip(pipe, source, **options)
+    _assert_unchanged(pipe, before)
+
+
+def test_encoder_of_the_wrong_width_is_refused_naming_both_widths(pipe):
+    wide = stretch_text_encoder(tiny_text_encoder(seed=1, hidden_size=64))
+    _refused(pipe, wide, "64 wide but text_encoder .* is 32 wide")
+
+
+def test_encoder_with_77_positions_is_refused(pipe):
+    _refused(pipe, tiny_text_encoder(seed=1), "77 positions, fewer than max_length=248")
+
+
+def test_encoder_with_projection_is_refused_for_the_clip_l_slot(pipe):
+    _refused(pipe, stretch_text_encoder(tiny_text_encoder(True, seed=1)), "without projection")
+
+
+def test_missing_source_is_refused_for_a_77_token_slot(pipe):
+    _refused(pipe, None, "no Long-CLIP source")
+
+
+def test_unknown_source_path_is_refused(pipe, tmp_path):
+    _refused(pipe, str(tmp_path / "missing"), "does not exist", error=FileNotFoundError)
+
+
+def test_unknown_recipe_is_refused(pipe):
+    _refused(pipe, tiny_long_clip_encoder(), "unknown recipe", error=ValueError, recipe="best")
+
+
+def test_applying_twice_is_refused_and_the_first_application_stays(pipe):
+    apply_long_clip(pipe, tiny_long_clip_encoder())
+    _refused(pipe, tiny_long_clip_encoder(), "already has Long-CLIP")
+
+
+def test_textual_inversion_tokens_loaded_before_are_refused():
+    pipe = tiny_sd_pipeline()
+    pipe.load_textual_inversion(torch.randn(1, 32), token="<style>")
+    _refused(pipe, tiny_long_clip_encoder(), "call apply_long_clip before load_textual_inversion")
+
+
+def test_pipeline_without_a_text_encoder_is_refused():
+    components = tiny_sd_pipeline().components
+    pipe = StableDiffusionPipeline(**{**components, "text_encoder": None, "tokenizer": None})
+    _refused(pipe, tiny_long_clip_encoder(), "has no CLIP text encoder")
+
+
+def test_a_failure_while_swapping_puts_every_component_back(pipe, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(prompt_encoding.LongClipPromptEncoder, "__init__", broken)
+    _refused(pipe, tiny_long_clip_encoder(), "simulated failure", error=RuntimeError)
+    assert pipe.config.text_encoder == ("transformers", "CLIPTextModel")
