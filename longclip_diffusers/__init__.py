@@ -23,9 +23,22 @@ from .tulip import (
     ntk_scaled_base,
     set_context_length,
 )
+from .evaluation import (
+    EvalModel,
+    evaluate_retrieval,
+    evaluate_zeroshot,
+    feature_recall_at_k,
+    length_curve,
+    load_classification_dataset,
+    load_eval_model,
+    load_retrieval_dataset,
+    recall_at_k,
+    topk_accuracy,
+)
 from .pipeline_patch import apply_long_clip, long_clip_pair
 from .recipes import RECIPES
 from .tokens import PromptWord, TokenReport, token_report
+from .training.losses import PcmLoss, clip_contrastive_loss, pca_reconstruct, pcm_loss
 
 #: Exported on first use: importing them loads diffusers' pipeline modules (seconds).
 _LAZY_PIPELINES = ("LongClipStableDiffusionPipeline", "LongClipStableDiffusionXLPipeline")

@@ -1,0 +1,227 @@
+"""One Long-CLIP training step: ours against a plain implementation of the released recipe.
+
+Ours (``longclip_diffusers.training``): each text pass runs at the batch's longest real length
+(~170 tokens long, ~20 short), PCA over the global batch. Released recipe's computation: every
+caption at 248 tokens, per-process PCA (``torch.svd`` as released), the same loss otherwise.
+Both use the same stretched model (CLIP-L text tower: 768 wide, 12 layers, 12 heads; a smaller
+vision tower, stated in the JSON), the same batch, SDPA attention and AdamW. Each variant runs
+in its own child process so that its peak memory (``ru_maxrss`` on CPU,
+``max_memory_allocated`` on GPU) is its own; the variants alternate for ``--rounds`` rounds and
+the fastest step of each counts (the machine may be shared).
+
+    python benchmarks/bench_train.py --json benchmarks/results/bench_train_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+VARIANTS = ("ours", "released")
+LONG_TOKENS = 170
+SHORT_TOKENS = 20
+
+
+def write_inputs(args, folder: Path) -> None:
+    """Build the model and batch once, in the parent, so both children start from identical
+    weights and data."""
+    from safetensors.torch import save_file
+
+    from longclip_diffusers.tiny import TINY_WORDS, tiny_clip_model, tiny_clip_tokenizer
+
+    tokenizer = tiny_clip_tokenizer(model_max_length=248)
+    model = tiny_clip_model(
+        seed=0, hidden_size=768, num_layers=12, num_heads=12, image_size=args.image_size,
+        patch_size=16, projection_dim=768, tokenizer=tokenizer,
+    )
+    model.save_pretrained(folder / "model")
+    tokenizer.save_pretrained(folder / "model")
+    generator = torch.Generator().manual_seed(0)
+    words = list(TINY_WORDS)
+
+    def caption(tokens: int) -> str:  # tiny-vocabulary words are one token each (+ BOS/EOS)
+        picks = torch.randint(len(words), (tokens - 2,), generator=generator).tolist()
+        return " ".join(words[i] for i in picks)
+
+    def ids(lengths: list[int]) -> torch.Tensor:
+        return tokenizer([caption(n) for n in lengths], padding="max_length", max_length=248, return_tensors="pt").input_ids
+
+    batch = range(args.batch_size)
+    save_file(
+        {
+            "pixel_values": torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=generator),
+            "long_ids": ids([LONG_TOKENS - i % 7 for i in batch]),
+            "short_ids": ids([SHORT_TOKENS - i % 3 for i in batch]),
+        },
+        str(folder / "batch.safetensors"),
+    )
+
+
+def load_inputs(folder: Path):
+    from safetensors.torch import load_file
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from longclip_diffusers.training import prepare_longclip_model
+
+    model = prepare_longclip_model(CLIPModel.from_pretrained(folder / "model"), keep=20, ratio=4.0)
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "model")
+    batch = load_file(str(folder / "batch.safetensors"))
+    return model, tokenizer, batch["pixel_values"], batch["long_ids"], batch["short_ids"]
+
+
+def ours_step(features, pixels, long_ids, short_ids):
+    from longclip_diffusers.training import pcm_loss
+
+    out = features(pixels, long_ids, short_ids)
+    return pcm_loss(out.image, out.long_text, out.short_text, out.logit_scale).total
+
+
+def released_pca(x, dim):
+    mean = x.mean(dim=0)
+    centred = (x - mean.unsqueeze(0)).float()
+    _, _, v = torch.svd(centred)
+    components = v[:, :dim]
+    return centred @ components @ components.T + mean
+
+
+def released_step(model, pixels, long_ids, short_ids):
+    image = F.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+    long = F.normalize(model.get_text_features(input_ids=long_ids).pooler_output, dim=-1)
+    short = F.normalize(model.get_text_features(input_ids=short_ids).pooler_output, dim=-1)
+    coarse = released_pca(image, 32)
+    scale = model.logit_scale.exp()
+    targets = torch.arange(len(image), device=image.device)
+
+    def clip_loss(a, b):
+        logits = scale * a @ b.T
+        return (F.cross_entropy(logits, targets, label_smoothing=0.1) + F.cross_entropy(logits.T, targets, label_smoothing=0.1)) / 2
+
+    return clip_loss(image, long) + clip_loss(coarse, short)
+
+
+def run_variant(args) -> dict:
+    from longclip_diffusers.training import ContrastiveFeatures
+    from longclip_diffusers.training.optimization import make_optimizer
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model, tokenizer, pixels, long_ids, short_ids = load_inputs(Path(args.inputs))
+    model.to(device)
+    pixels, long_ids, short_ids = pixels.to(device), long_ids.to(device), short_ids.to(device)
+    optimizer = make_optimizer(model, lr=1e-6, weight_decay=0.01)
+    features = ContrastiveFeatures(model, tokenizer.eos_token_id)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def step() -> float:
+        with autocast:
+            if args.variant == "ours":
+                loss = ours_step(features, pixels, long_ids, short_ids)
+            else:
+                loss = released_step(model, pixels, long_ids, short_ids)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    first_loss = step()  # warm-up: allocator, kernels, optimizer state
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(args.steps):
+        sync()
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        memory_kind = "torch.cuda.max_memory_allocated"
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        memory_kind = "ru_maxrss of the child process (model + optimizer state + step)"
+    return {"step_seconds": times, "peak_memory_mb": peak_mb, "memory_measure": memory_kind,
+            "first_step_loss": first_loss}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=2, help="images per step (one process)")
+    parser.add_argument("--steps", type=int, default=1, help="timed steps after one warm-up step, per round")
+    parser.add_argument("--rounds", type=int, default=2, help="times each variant runs, alternating")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--inputs", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.variant:
+        print(json.dumps(run_variant(args)))
+        return 0
+
+    runs: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
+    with tempfile.TemporaryDirectory() as folder:
+        write_inputs(args, Path(folder))
+        # alternate the variants so that load from other users of the machine hits both alike
+        for _ in range(args.rounds):
+            for variant in VARIANTS:
+                command = [sys.executable, __file__, "--variant", variant, "--inputs", folder,
+                           "--device", args.device, "--steps", str(args.steps)]
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                runs[variant].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(f"{variant}: {runs[variant][-1]['step_seconds']} s", file=sys.stderr)
+    results = {
+        variant: {
+            # the least disturbed step: on a shared machine, slower ones measure the neighbours
+            "best_step_seconds": min(t for run in done_runs for t in run["step_seconds"]),
+            "step_seconds": [t for run in done_runs for t in run["step_seconds"]],
+            "peak_memory_mb": max(run["peak_memory_mb"] for run in done_runs),
+            "memory_measure": done_runs[0]["memory_measure"],
+            "first_step_loss": done_runs[0]["first_step_loss"],
+        }
+        for variant, done_runs in runs.items()
+    }
+    report = {
+        "benchmark": "one Long-CLIP training step (forward, backward, AdamW), ours vs the released recipe's computation",
+        "device": args.device if args.device != "cuda" else torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "model": {
+            "text": "CLIP-L text tower: 768 wide, 12 layers, 12 heads, 248 positions (stretched), random weights",
+            "vision": f"smaller than ViT-L: 768 wide, 12 layers, patch 16, {args.image_size} px ({(args.image_size // 16) ** 2} patches)",
+            "vocabulary": "the tiny test tokenizer's (each word one token), so the token table is small",
+        },
+        "batch_size": args.batch_size,
+        "caption_tokens": {"long": f"~{LONG_TOKENS}", "short": f"~{SHORT_TOKENS}", "padded_to": 248},
+        "mixed_precision": "bf16 autocast" if args.device == "cuda" else "fp32",
+        "ours": results["ours"],
+        "released": results["released"],
+        "speedup": results["released"]["best_step_seconds"] / results["ours"]["best_step_seconds"],
+        "memory_ratio_ours_over_released": results["ours"]["peak_memory_mb"] / results["released"]["peak_memory_mb"],
+        "same_first_step_loss": abs(results["ours"]["first_step_loss"] - results["released"]["first_step_loss"]) < 1e-3,
+        "command": "python benchmarks/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    text = json.dumps(report, indent=2)
+    if args.json:
+        from longclip_diffusers.atomic import atomic_write_file
+
+        with atomic_write_file(args.json) as staging:
+            staging.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""``longclip-diffusers eval``: retrieval, zero-shot classification and the effective-length
+curve, each printing a table on stdout and optionally writing JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ..evaluation import (
+    CLASSIFICATION_LOADERS,
+    CURVE_LENGTHS,
+    RETRIEVAL_LOADERS,
+    evaluate_retrieval,
+    evaluate_zeroshot,
+    length_curve,
+    length_curve_table,
+    load_classification_dataset,
+    load_eval_model,
+    load_retrieval_dataset,
+    retrieval_table,
+    write_json,
+    write_length_curve,
+    zeroshot_table,
+)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate CLIP / Long-CLIP / TULIP models: retrieval, zero-shot, length curve",
+        description="Evaluate full CLIP-like models (text + vision) on the benchmarks of the "
+        "Long-CLIP and TULIP papers. Text is tokenized at each model's own max length.",
+    )
+    tasks = parser.add_subparsers(dest="eval_command", metavar="TASK")
+    tasks.required = True
+    _add_task(
+        tasks, "retrieval", run_retrieval, RETRIEVAL_LOADERS,
+        "image-text retrieval R@1/5/10 in both directions",
+        "Image-text retrieval recall@1/5/10, image->text and text->image.",
+    )
+    _add_task(
+        tasks, "zeroshot", run_zeroshot, CLASSIFICATION_LOADERS,
+        "zero-shot classification with the 80 OpenAI ImageNet templates",
+        "Zero-shot top-1/top-5 accuracy: class embedding = normalised mean of the 80 OpenAI "
+        "template embeddings.",
+    )
+    curve = _add_task(
+        tasks, "length-curve", run_length_curve, RETRIEVAL_LOADERS,
+        "R@1 as captions are cut to 10..248 tokens, several models on one plot",
+        "The effective-length experiment: retrieval R@1 with captions cut to each length; "
+        "writes length_curve.json and length_curve.png into --out.",
+        several_models=True,
+    )
+    curve.add_argument("--out", required=True, metavar="DIR", help="folder for the JSON and PNG")
+    curve.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=list(CURVE_LENGTHS),
+        metavar="N",
+        help="caption lengths in tokens, start/end tokens included (default: %(default)s)",
+    )
+
+
+def _add_task(tasks, name, func, loaders, summary, description, several_models=False):
+    parser = tasks.add_parser(name, help=summary, description=description)
+    _add_model(parser, several_models)
+    _add_tokenizer(parser)
+    _add_dataset(parser, loaders)
+    _add_common(parser, json_flag=not several_models)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _add_model(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        action="append" if several else "store",
+        metavar="SRC",
+        help="full CLIP-like model: transformers CLIPModel dir, OpenAI-layout .pt/.safetensors "
+        "(e.g. longclip-L.pt) or hub id" + (" (repeat for several models)" if several else ""),
+    )
+
+
+def _add_tokenizer(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tokenizer",
+        metavar="TOK",
+        help="tokenizer folder or hub id for models that carry none (released .pt files); "
+        "default: CLIP-L's from the hub",
+    )
+
+
+def _add_dataset(parser: argparse.ArgumentParser, loaders: dict) -> None:
+    parser.add_argument("--dataset", required=True, choices=list(loaders), help="benchmark")
+    parser.add_argument(
+        "--root", required=True, metavar="DIR", help="data set folder, in its published layout"
+    )
+
+
+def _add_common(parser: argparse.ArgumentParser, json_flag: bool = True) -> None:
+    if json_flag:
+        parser.add_argument("--json", metavar="OUT", help="also write the results to this file")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="(default: 64)")
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="torch device (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dtype", choices=("float32", "float16", "bfloat16"),
+        help="weights' dtype (default: as saved); half precision is for GPUs",
+    )
+    parser.add_argument(
+        "--num-workers", type=int, default=0, metavar="N",
+        help="image decoding processes (default: 0, in the main process)",
+    )
+
+
+def _loader_options(args: argparse.Namespace) -> dict:
+    return {"batch_size": args.batch_size, "num_workers": args.num_workers}
+
+
+def _load_model(args: argparse.Namespace, source: str):
+    return load_eval_model(
+        source, tokenizer=args.tokenizer, device=args.device, torch_dtype=args.dtype
+    )
+
+
+def run_retrieval(args: argparse.Namespace) -> int:
+    return _evaluate(args, load_retrieval_dataset, evaluate_retrieval, retrieval_table)
+
+
+def run_zeroshot(args: argparse.Namespace) -> int:
+    return _evaluate(args, load_classification_dataset, evaluate_zeroshot, zeroshot_table)
+
+
+def _evaluate(args: argparse.Namespace, load_dataset, evaluate, table) -> int:
+    # The data set is read first: a wrong --root fails before minutes of model loading.
+    dataset = load_dataset(args.dataset, args.root)
+    result = evaluate(_load_model(args, args.model), dataset, **_loader_options(args))
+    print(table(result))
+    if args.json:
+        print(f"wrote {write_json(result, args.json)}")
+    return 0
+
+
+def run_length_curve(args: argparse.Namespace) -> int:
+    dataset = load_retrieval_dataset(args.dataset, args.root)
+    models = [_load_model(args, source) for source in args.model]
+    curve = length_curve(models, dataset, args.lengths, **_loader_options(args))
+    json_path, png_path = write_length_curve(curve, args.out)
+    print(length_curve_table(curve))
+    print(f"wrote {json_path} and {png_path}")
+    return 0

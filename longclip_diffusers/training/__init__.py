@@ -1,0 +1,81 @@
+"""Long-CLIP fine-tuning: the loss, data, model set-up and checkpoint pieces, reused by
+``training/train_longclip.py`` and TULIP's trainers.
+
+The loss functions are pure and importable on their own::
+
+    from longclip_diffusers.training import pcm_loss, pca_reconstruct, clip_contrastive_loss
+"""
+
+from .checkpointing import TrainingProgress, latest_checkpoint, save_checkpoint, track_progress
+from .config import (
+    add_contrastive_loss_arguments,
+    add_data_arguments,
+    add_optimization_arguments,
+    add_run_arguments,
+    build_longclip_parser,
+    check_training_args,
+)
+from .data import CaptionBatchCollator, ImageCaptionDataset, ShardedBatchSampler
+from .features import ClipFeatures, ContrastiveFeatures
+from .gather import BatchLayout, gather_with_grad
+from .image_transform import ClipImageTransform
+from .loop import (
+    TrainResult,
+    after_step,
+    epoch_batches,
+    make_accelerator,
+    optimizer_step,
+    prepare_run,
+    run_training_steps,
+    total_training_steps,
+    train_contrastive,
+    write_summary,
+)
+from .losses import PcmLoss, clip_contrastive_loss, grouped_pca_reconstruct, pca_reconstruct, pcm_loss
+from .model_setup import freeze_leading_positions, merge_position_table, prepare_longclip_model
+from .records import CaptionRecord, first_sentence, read_records
+from .text_encoding import encode_text, trim_to_longest
+
+__all__ = [
+    "BatchLayout",
+    "CaptionBatchCollator",
+    "CaptionRecord",
+    "ClipFeatures",
+    "ClipImageTransform",
+    "ContrastiveFeatures",
+    "ImageCaptionDataset",
+    "PcmLoss",
+    "ShardedBatchSampler",
+    "TrainResult",
+    "TrainingProgress",
+    "add_contrastive_loss_arguments",
+    "after_step",
+    "add_data_arguments",
+    "add_optimization_arguments",
+    "add_run_arguments",
+    "build_longclip_parser",
+    "check_training_args",
+    "clip_contrastive_loss",
+    "encode_text",
+    "epoch_batches",
+    "first_sentence",
+    "freeze_leading_positions",
+    "gather_with_grad",
+    "grouped_pca_reconstruct",
+    "latest_checkpoint",
+    "make_accelerator",
+    "merge_position_table",
+    "optimizer_step",
+    "pca_reconstruct",
+    "pcm_loss",
+    "prepare_longclip_model",
+    "prepare_run",
+    "read_records",
+    "run_training_steps",
+    "save_checkpoint",
+    "total_training_steps",
+    "track_progress",
+    "train_contrastive",
+    "trim_to_longest",
+    "write_summary",
+]

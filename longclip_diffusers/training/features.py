@@ -1,0 +1,53 @@
+"""One module whose forward gives everything the contrastive loss needs.
+
+DDP (what ``accelerator.prepare`` wraps a model in across processes) synchronises gradients
+only for computation that runs through the wrapped module's ``forward``; calling
+``get_text_features`` on the inner model would bypass it. So the image pass and both text
+passes live in this single forward.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .text_encoding import encode_text
+
+
+class ClipFeatures(NamedTuple):
+    """L2-normalised features; ``short_text`` is None when short captions are not used."""
+
+    image: torch.Tensor
+    long_text: torch.Tensor
+    short_text: torch.Tensor | None
+    logit_scale: torch.Tensor
+
+
+class ContrastiveFeatures(nn.Module):
+    """Wraps a ``CLIPModel`` (``self.clip``): images and token ids in, normalised features out."""
+
+    def __init__(self, clip: nn.Module, eos_token_id: int):
+        super().__init__()
+        self.clip = clip
+        self.eos_token_id = eos_token_id
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        short_input_ids: torch.Tensor | None = None,
+    ) -> ClipFeatures:
+        image = self.clip.get_image_features(pixel_values=pixel_values).pooler_output
+        long_text = encode_text(self.clip, input_ids, self.eos_token_id)
+        short_text = None
+        if short_input_ids is not None:
+            short_text = F.normalize(encode_text(self.clip, short_input_ids, self.eos_token_id), dim=-1)
+        return ClipFeatures(
+            F.normalize(image, dim=-1),
+            F.normalize(long_text, dim=-1),
+            short_text,
+            self.clip.logit_scale,
+        )

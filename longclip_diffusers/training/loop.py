@@ -1,0 +1,324 @@
+"""The contrastive training loop shared by the Long-CLIP trainer and TULIP's stage 2, and the
+step loop (:func:`run_training_steps`) under it that TULIP's stage 1 drives with its own loss.
+
+The contrastive loop takes a ready ``CLIPModel``-like model (``get_image_features``,
+``get_text_features``, ``logit_scale``) and a tokenizer, and runs Long-CLIP's recipe on
+accelerate: sharded
+deterministic batches, features all-gathered with gradient, the PCM loss, AdamW with warm-up
+and cosine decay, checkpoints, a progress bar, tracker logs and optional validation R@1. The
+caller exports the returned model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_write_file
+from ..evaluation.metrics import feature_recall_at_k
+from .checkpointing import TrainingProgress, resolve_resume, save_checkpoint, track_progress
+from .data import (
+    CaptionBatchCollator,
+    ImageCaptionDataset,
+    ShardedBatchSampler,
+    batches_per_epoch,
+    make_loader,
+)
+from .features import ContrastiveFeatures
+from .gather import BatchLayout, all_gather_ints, gather_with_grad
+from .image_transform import ClipImageTransform
+from .losses import pcm_loss
+from .optimization import make_optimizer, make_scheduler
+from .records import read_records
+
+logger = logging.getLogger(__name__)
+
+#: The file beside a trained model that :func:`write_summary` writes.
+SUMMARY_FILE = "training_summary.json"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the trained (unwrapped) model and its history (validation metrics
+    on the main process only)."""
+
+    model: nn.Module
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    validation: dict[str, float] = field(default_factory=dict)
+
+
+def write_summary(result: TrainResult, output_dir: str | Path) -> Path:
+    """Write ``training_summary.json`` (steps, the loss of every step, skipped images, the last
+    validation metrics) into ``output_dir`` atomically; returns its path."""
+    summary = {
+        "steps": result.steps,
+        "losses": result.losses,
+        "skipped_images": [{"image": path, "reason": reason} for path, reason in result.skipped],
+        "validation": result.validation,
+    }
+    path = Path(output_dir) / SUMMARY_FILE
+    with atomic_write_file(path) as staging:
+        staging.write_text(json.dumps(summary, indent=2))
+    return path
+
+
+def make_accelerator(args: argparse.Namespace, project_name: str):
+    """An ``Accelerator`` for ``args``: mixed precision (bf16 on GPU by default), the tracker,
+    logs under ``OUTPUT_DIR/logs``; the scheduler steps once per optimizer step whatever the
+    number of processes (our step counts are global)."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    cpu = args.cpu or not torch.cuda.is_available()
+    precision = args.mixed_precision or ("no" if cpu else "bf16")
+    report_to = None if args.report_to == "none" else args.report_to
+    accelerator = Accelerator(
+        cpu=cpu,
+        mixed_precision=precision,
+        log_with=report_to,
+        project_config=ProjectConfiguration(
+            project_dir=str(args.output_dir), logging_dir=str(Path(args.output_dir) / "logs")
+        ),
+        step_scheduler_with_optimizer=False,
+    )
+    if report_to is not None:
+        config = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in vars(args).items()}
+        accelerator.init_trackers(project_name, config=config)
+    return accelerator
+
+
+def train_contrastive(
+    args: argparse.Namespace,
+    accelerator,
+    model: nn.Module,
+    tokenizer,
+    *,
+    max_length: int,
+    image_size: int,
+) -> TrainResult:
+    """Train ``model`` on ``args.data`` with the PCM loss; every process calls this."""
+    torch.manual_seed(args.seed)
+    records = read_records(args.data)
+    validation_records, train_records = records[: args.validation_size], records[args.validation_size :]
+    transform = ClipImageTransform(image_size)
+    use_short = args.short_loss_weight > 0
+    collator = CaptionBatchCollator(tokenizer, max_length, with_short=use_short)
+    dataset = ImageCaptionDataset(train_records, args.image_root, transform)
+    total_steps = total_training_steps(len(dataset), args, accelerator.num_processes, "training pairs")
+    features = ContrastiveFeatures(model, tokenizer.eos_token_id)
+    features, optimizer, scheduler, progress = prepare_run(accelerator, features, model, args, total_steps)
+
+    def validate(step: int) -> dict[str, float]:
+        return _validate(args, accelerator, features, validation_records, collator, transform, step)
+
+    losses, validation = run_training_steps(
+        accelerator, args, progress, scheduler, epoch_batches(dataset, collator, args, accelerator, progress),
+        lambda batch: _train_step(args, accelerator, features, optimizer, scheduler, batch, progress),
+        total_steps, desc="training", validate=validate if validation_records else None,
+    )
+    if progress.skipped:
+        accelerator.print(
+            f"skipped {len(progress.skipped)} unreadable image(s):\n"
+            + "\n".join(f"  {path}: {reason}" for path, reason in progress.skipped)
+        )
+    accelerator.wait_for_everyone()
+    return TrainResult(
+        model=accelerator.unwrap_model(features).clip,
+        steps=progress.step,
+        losses=losses,
+        skipped=list(progress.skipped),
+        validation=validation,
+    )
+
+
+def total_training_steps(num_samples: int, args: argparse.Namespace, processes: int, what: str) -> int:
+    """``--max-steps``, or ``--epochs`` times the full global batches in the data."""
+    per_epoch = batches_per_epoch(num_samples, args.batch_size * processes)
+    if per_epoch == 0:
+        raise ValueError(
+            f"{num_samples} {what} make no full global batch of {args.batch_size} x "
+            f"{processes} processes; lower --batch-size or add data"
+        )
+    return args.max_steps or args.epochs * per_epoch
+
+
+def prepare_run(accelerator, module: nn.Module, trained: nn.Module, args: argparse.Namespace, total_steps: int):
+    """AdamW on ``trained``'s parameters and the warm-up + cosine schedule; ``module`` (what the
+    forward runs through, holding ``trained``), optimizer and scheduler prepared by accelerate;
+    a :class:`TrainingProgress` saved with every checkpoint; the state of ``--resume-from``
+    loaded. Returns ``(module, optimizer, scheduler, progress)``."""
+    optimizer = make_optimizer(trained, args.lr, args.weight_decay, tuple(args.adam_betas), args.adam_eps)
+    scheduler = make_scheduler(optimizer, args.warmup_steps, total_steps)
+    module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
+    progress = TrainingProgress()
+    track_progress(accelerator, progress)
+    resume = resolve_resume(args.resume_from, args.output_dir)
+    if resume is not None:
+        accelerator.load_state(str(resume))
+        accelerator.print(f"resumed from {resume} at step {progress.step}")
+    return module, optimizer, scheduler, progress
+
+
+def epoch_batches(dataset, collate, args: argparse.Namespace, accelerator, progress: TrainingProgress) -> Iterator:
+    """This process's batches, epoch after epoch without end, from the data position in
+    ``progress`` on; ``progress.epoch`` and ``progress.batch_in_epoch`` follow what was handed
+    out, so a checkpoint taken between two batches resumes with the next one."""
+    while True:
+        sampler = ShardedBatchSampler(
+            len(dataset), args.batch_size, accelerator.num_processes, accelerator.process_index,
+            args.seed, progress.epoch, progress.batch_in_epoch,
+        )
+        for batch in make_loader(dataset, sampler, collate, args.num_workers):
+            progress.batch_in_epoch += 1
+            yield batch
+        progress.epoch += 1
+        progress.batch_in_epoch = 0
+
+
+def run_training_steps(
+    accelerator,
+    args: argparse.Namespace,
+    progress: TrainingProgress,
+    scheduler,
+    batches: Iterator,
+    train_step: Callable[[object], float | None],
+    total_steps: int,
+    *,
+    desc: str,
+    validate: Callable[[int], dict[str, float]] | None = None,
+) -> tuple[list[float], dict[str, float]]:
+    """Call ``train_step(batch)`` on ``batches`` (closed at the end) until ``progress.step``
+    reaches ``total_steps``. ``train_step`` makes one optimizer step and returns its global loss,
+    or None when the batch was skipped. After each step the :func:`after_step` bookkeeping runs,
+    and ``validate(step)`` every ``--validate-every`` steps and once at the end (unless it just
+    ran). Returns the losses and the last validation metrics."""
+    losses: list[float] = []
+    validation: dict[str, float] = {}
+    bar = tqdm(total=total_steps, initial=progress.step, desc=desc, disable=not accelerator.is_local_main_process)
+    with contextlib.closing(batches):
+        while progress.step < total_steps:
+            loss = train_step(next(batches))
+            if loss is None:
+                continue
+            losses.append(loss)
+            after_step(accelerator, args, progress, scheduler, bar, loss, total_steps)
+            if validate is not None and args.validate_every and progress.step % args.validate_every == 0:
+                validation = validate(progress.step)
+    bar.close()
+    if validate is not None and not (args.validate_every and progress.step % args.validate_every == 0):
+        validation = validate(progress.step)
+    return losses, validation
+
+
+def optimizer_step(accelerator, loss: torch.Tensor, optimizer, scheduler, progress: TrainingProgress) -> None:
+    """Backward pass, optimizer and learning-rate steps, gradients cleared, the step counted."""
+    accelerator.backward(loss)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    progress.step += 1
+
+
+def after_step(accelerator, args: argparse.Namespace, progress: TrainingProgress, scheduler, bar, loss: float, total_steps: int) -> None:
+    """The bookkeeping after an optimizer step: progress bar, tracker log every ``--log-every``
+    steps (and at the last), checkpoint every ``--save-every`` steps."""
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.4f}")
+    if progress.step % args.log_every == 0 or progress.step == total_steps:
+        accelerator.log({"train/loss": loss, "train/lr": scheduler.get_last_lr()[0]}, step=progress.step)
+    if args.save_every and progress.step % args.save_every == 0:
+        save_checkpoint(accelerator, args.output_dir, progress.step)
+
+
+def _train_step(args, accelerator, features, optimizer, scheduler, batch, progress) -> float | None:
+    """One optimizer step on the global batch; None when some process has no usable image."""
+    from accelerate.utils import gather_object
+
+    counts = all_gather_ints([batch["size"], len(batch["skipped"])], accelerator.device)
+    if any(skipped for _, skipped in counts):
+        for item in gather_object([(s.image, s.reason) for s in batch["skipped"]]):
+            logger.warning("skipping unreadable image %s (%s)", *item)
+            progress.skipped.append(tuple(item))
+    layout = BatchLayout(tuple(size for size, _ in counts), accelerator.process_index)
+    if min(layout.sizes) == 0:
+        return None
+    with accelerator.autocast():
+        out = features(*_model_inputs(batch, accelerator.device))
+    short = out.short_text
+    loss = pcm_loss(
+        gather_with_grad(out.image, layout),
+        gather_with_grad(out.long_text, layout),
+        gather_with_grad(short, layout) if short is not None else None,
+        out.logit_scale,
+        pca_dim=args.pca_dim,
+        short_weight=args.short_loss_weight,
+        label_smoothing=args.label_smoothing,
+        rows=layout.rows,
+        pca_group_sizes=layout.sizes if args.pca_scope == "local" else None,
+    )
+    optimizer_step(accelerator, loss.total, optimizer, scheduler, progress)
+    # each process holds the mean over its rows: weight by rows for the global mean
+    weighted = loss.total.detach().float() * layout.sizes[layout.rank]
+    total = accelerator.reduce(weighted, reduction="sum").item() / layout.total
+    if not math.isfinite(total):
+        raise FloatingPointError(
+            f"the loss became {total} at step {progress.step}; lower --lr or use --mixed-precision bf16 instead of fp16"
+        )
+    return total
+
+
+def _model_inputs(batch: dict, device) -> tuple:
+    short = batch["short_input_ids"]
+    return (
+        batch["pixel_values"].to(device),
+        batch["input_ids"].to(device),
+        None if short is None else short.to(device),
+    )
+
+
+@torch.no_grad()
+def _validate(args, accelerator, features, records, collator, transform, step) -> dict[str, float]:
+    """Retrieval R@1 on the held-out pairs (long and short captions, both directions), computed
+    on the main process and logged; other processes wait."""
+    metrics: dict[str, float] = {}
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(features)
+        was_training = model.training
+        model.eval()
+        dataset = ImageCaptionDataset(records, args.image_root, transform)
+        sampler = [list(range(i, min(i + args.batch_size, len(dataset)))) for i in range(0, len(dataset), args.batch_size)]
+        parts: dict[str, list[torch.Tensor]] = {"image": [], "long": [], "short": []}
+        for batch in make_loader(dataset, sampler, collator, args.num_workers):
+            if not batch["size"]:
+                continue
+            with accelerator.autocast():
+                out = model(*_model_inputs(batch, accelerator.device))
+            parts["image"].append(out.image.float())
+            parts["long"].append(out.long_text.float())
+            if out.short_text is not None:
+                parts["short"].append(out.short_text.float())
+        model.train(was_training)
+        if parts["image"]:
+            images = torch.cat(parts["image"])
+            own = torch.arange(len(images))
+            for name in ("long", "short"):
+                if parts[name]:
+                    recall = feature_recall_at_k(images, torch.cat(parts[name]), own, ks=(1,))
+                    metrics[f"val/{name}_i2t_r1"] = recall["image_to_text"]["R@1"]
+                    metrics[f"val/{name}_t2i_r1"] = recall["text_to_image"]["R@1"]
+            accelerator.log(metrics, step=step)
+            accelerator.print("validation R@1: " + ", ".join(f"{k[4:]} {v:.3f}" for k, v in metrics.items()))
+    accelerator.wait_for_everyone()
+    return metrics

@@ -1,0 +1,83 @@
+"""The model Long-CLIP fine-tuning starts from: a stretched base whose first ``keep`` text
+positions cannot move (REFERENCE.md sections 2 and 3).
+
+The frozen rows are a separate, non-trainable tensor rather than a gradient mask: AdamW's
+decoupled weight decay would still shrink masked rows every step. For export the two parts are
+merged back into one plain position table, so the saved model is an ordinary ``CLIPModel``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..compat import text_transformer
+from ..stretch import stretch_text_encoder
+
+#: Long-CLIP resets the temperature to CLIP's initial 100 before fine-tuning (REFERENCE.md s. 3).
+INITIAL_LOGIT_SCALE = math.log(100.0)
+
+
+class SplitPositionEmbedding(nn.Module):
+    """A position table stored as frozen leading rows (a buffer) + trained trailing rows."""
+
+    def __init__(self, table: torch.Tensor, keep: int):
+        super().__init__()
+        self.register_buffer("frozen", table[:keep].detach().clone())
+        self.trained = nn.Parameter(table[keep:].detach().clone())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The full table (CLIP's embeddings read ``position_embedding.weight.shape``)."""
+        return torch.cat([self.frozen, self.trained])
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(position_ids, self.weight)
+
+
+def freeze_leading_positions(model: nn.Module, keep: int) -> nn.Module:
+    """Make rows ``0..keep-1`` of the text position table untrainable (in place)."""
+    embeddings = text_transformer(model).embeddings
+    if keep > 0:
+        embeddings.position_embedding = SplitPositionEmbedding(embeddings.position_embedding.weight, keep)
+    return model
+
+
+def merge_position_table(model: nn.Module) -> nn.Module:
+    """Undo :func:`freeze_leading_positions` (in place): one plain ``nn.Embedding`` table."""
+    embeddings = text_transformer(model).embeddings
+    split = embeddings.position_embedding
+    if isinstance(split, SplitPositionEmbedding):
+        table = split.weight.detach()
+        plain = nn.Embedding(*table.shape, device=table.device, dtype=table.dtype)
+        plain.weight.data.copy_(table)
+        embeddings.position_embedding = plain
+    return model
+
+
+def prepare_longclip_model(
+    model: nn.Module,
+    keep: int,
+    ratio: float,
+    freeze_vision: bool = False,
+    gradient_checkpointing: bool = False,
+) -> nn.Module:
+    """Turn a loaded ``CLIPModel`` into Long-CLIP's starting point (in place): SDPA attention,
+    knowledge-preserved stretching, logit scale ln(100), rows ``< keep`` frozen, everything
+    else trainable (the vision tower too unless ``freeze_vision``)."""
+    model.set_attn_implementation("sdpa")
+    stretch_text_encoder(model, keep=keep, ratio=ratio)
+    model.requires_grad_(True)
+    with torch.no_grad():
+        model.logit_scale.fill_(INITIAL_LOGIT_SCALE)
+    freeze_leading_positions(model, keep)
+    if freeze_vision:
+        model.vision_model.requires_grad_(False)
+        model.visual_projection.requires_grad_(False)
+    if gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    return model
