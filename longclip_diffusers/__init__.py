@@ -38,6 +38,16 @@ from .evaluation import (
 from .pipeline_patch import apply_long_clip, long_clip_pair
 from .recipes import RECIPES
 from .tokens import PromptWord, TokenReport, token_report
+from .conditioning import (
+    PromptEncoder,
+    encode_sd15,
+    encode_sdxl,
+    fit_prompt_encoder,
+    load_prompt_encoder,
+    sd15_conditioning,
+    sdxl_conditioning,
+)
+from .comfy_clip import comfy_long_clip_state_dicts
 from .training.losses import PcmLoss, clip_contrastive_loss, pca_reconstruct, pcm_loss
 
 #: Exported on first use: importing them loads diffusers' pipeline modules (seconds).

@@ -13,7 +13,7 @@ import os
 import sys
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("convert", "stretch", "generate", "eval")
+COMMANDS: tuple[str, ...] = ("convert", "stretch", "generate", "eval", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
