@@ -29,6 +29,7 @@ from diffusers import DiffusionPipeline  # noqa: E402
 from longclip_diffusers import stretch_text_encoder, tiny  # noqa: E402
 from longclip_diffusers.cli.demo import add_demo_arguments  # noqa: E402
 from longclip_diffusers.devices import default_device, inference_dtype  # noqa: E402
+from longclip_diffusers.loading import resolve_pipeline  # noqa: E402
 from longclip_diffusers.pipeline_patch import long_clip_pair  # noqa: E402
 from longclip_diffusers.tokens import LONG_LENGTH, STOCK_LENGTH, token_report  # noqa: E402
 
@@ -76,7 +77,7 @@ def load_studio(
         steps, guidance = 4, 5.0
     else:
         device = device or default_device()
-        stock = DiffusionPipeline.from_pretrained(pipeline, torch_dtype=inference_dtype(device)).to(device)
+        stock = DiffusionPipeline.from_pretrained(resolve_pipeline(pipeline), torch_dtype=inference_dtype(device)).to(device)
         stock, long = long_clip_pair(stock, long_clip)
         title = f"{pipeline} + {long_clip}"
         steps, guidance = 30, 5.0 if hasattr(stock, "text_encoder_2") else 7.5

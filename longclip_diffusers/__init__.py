@@ -4,10 +4,11 @@ from .errors import (
     CheckpointError,
     IncompatibleEncoderError,
     LongClipError,
+    MissingDependencyError,
     ModelNotAvailableError,
     OutputExistsError,
 )
-from .stretch import stretch_position_table, stretch_text_encoder, stretched_length
+from .stretch import stretch_plan, stretch_position_table, stretch_text_encoder, stretched_length
 from .checkpoint import read_state_dict
 from .convert import convert_checkpoint
 from .atomic import atomic_output_dir, atomic_write_file
@@ -37,7 +38,8 @@ from .evaluation import (
 )
 from .pipeline_patch import apply_long_clip, long_clip_pair
 from .recipes import RECIPES
-from .tokens import PromptWord, TokenReport, token_report
+from .tokens import PromptWord, TokenReport, token_report, tokenizer_at
+from .encoder_length import fit_encoder_length
 from .conditioning import (
     PromptEncoder,
     encode_sd15,

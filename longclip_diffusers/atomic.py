@@ -3,7 +3,9 @@
 Everything is written to a temporary name in the destination's own folder (same file system, so
 the final rename is atomic) and renamed into place only once complete. Any exception, including
 ``KeyboardInterrupt``, removes the temporary copy; an existing output is replaced only after its
-successor is complete.
+successor is complete. The temporary names are created private (``tempfile``: 0700 / 0600), so
+before the rename they get the modes a plain ``mkdir`` / ``open`` would have given under the
+process umask: the output is as readable as any other file the user writes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
     try:
         yield staging
         refuse_existing_output(target, overwrite)
+        _apply_umask(staging)
         _move_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -56,6 +59,7 @@ def atomic_write_file(path: str | os.PathLike, overwrite: bool = True) -> Iterat
     try:
         yield staging
         refuse_existing_output(target, overwrite)
+        _apply_umask(staging)
         os.replace(staging, target)
     except BaseException:
         staging.unlink(missing_ok=True)
@@ -71,6 +75,26 @@ def refuse_existing_output(path: str | os.PathLike, overwrite: bool = False) -> 
             f"{target} already exists; choose another output path or allow overwriting "
             "(--overwrite / overwrite=True)"
         )
+
+
+def _apply_umask(staging: Path) -> None:
+    """Give ``staging`` (a file, or a folder and everything in it) the default modes under the
+    current umask: folders ``0o777 & ~umask``, files ``0o666 & ~umask``."""
+    # os.umask can only be read by setting it; put it straight back
+    umask = os.umask(0)
+    os.umask(umask)
+    folder_mode, file_mode = 0o777 & ~umask, 0o666 & ~umask
+    if not staging.is_dir():
+        os.chmod(staging, file_mode)
+        return
+    os.chmod(staging, folder_mode)
+    for root, folders, files in os.walk(staging):
+        for names, mode in ((folders, folder_mode), (files, file_mode)):
+            for name in names:
+                path = os.path.join(root, name)
+                # chmod follows links: a link's target is not part of the output
+                if not os.path.islink(path):
+                    os.chmod(path, mode)
 
 
 def _move_into_place(staging: Path, target: Path) -> None:

@@ -21,10 +21,10 @@ from torch import nn
 from .compat import text_config
 from .errors import IncompatibleEncoderError
 from .export import layout_state_dict
-from .stretch import stretch_position_table
+from .openai_layout import TEXT_POSITION_KEY
+from .stretch import stretch_plan, stretch_position_table
 from .tokens import LONG_LENGTH
 
-POSITIONS_KEY = "text_model.embeddings.position_embedding.weight"
 POSITION_IDS_KEY = "text_model.embeddings.position_ids"
 TOKEN_EMBEDDING_KEY = "text_model.embeddings.token_embedding.weight"
 #: Where a ComfyUI CLIP object's ``get_sd()`` keeps each tower's transformer.
@@ -44,18 +44,15 @@ def comfy_towers(clip_state_dict: dict[str, torch.Tensor]) -> dict[str, dict[str
 
 def stretched_comfy_state_dict(state_dict: dict[str, torch.Tensor], length: int = LONG_LENGTH) -> dict[str, torch.Tensor]:
     """A copy of a ComfyUI-layout text-encoder state dict whose position table is stretched to at
-    least ``length`` rows (unchanged when it has them already)."""
-    table = state_dict[POSITIONS_KEY]
+    least ``length`` rows (unchanged when it has them already), as
+    :func:`~longclip_diffusers.stretch.stretch_plan` decides."""
+    table = state_dict[TEXT_POSITION_KEY]
     if table.shape[0] >= length:
         return dict(state_dict)
-    stretched = stretch_position_table(table)
-    if stretched.shape[0] < length:
-        raise IncompatibleEncoderError(
-            f"a {table.shape[0]}-position table stretches to {stretched.shape[0]} rows, fewer than "
-            f"{length}; this encoder cannot read {length} tokens"
-        )
+    ratio, rows = stretch_plan(table.shape[0], length)
+    stretched = stretch_position_table(table, ratio=ratio, length=rows)
     out = dict(state_dict)
-    out[POSITIONS_KEY] = stretched
+    out[TEXT_POSITION_KEY] = stretched
     if POSITION_IDS_KEY in out:
         out[POSITION_IDS_KEY] = torch.arange(stretched.shape[0], dtype=out[POSITION_IDS_KEY].dtype).unsqueeze(0)
     return out

@@ -12,7 +12,6 @@ is encoded in one piece of up to 248 tokens, with SDXL's OpenCLIP bigG stretched
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 
@@ -20,12 +19,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from .compat import text_config, text_transformer
+from .compat import text_config
+from .encoder_length import fit_encoder_length
 from .errors import IncompatibleEncoderError
 from .loading import load_text_encoder, load_tokenizer
 from .recipes import normalized_layer, sdxl_layer
-from .stretch import stretch_text_encoder, stretched_length
-from .tokens import LONG_LENGTH
+from .tokens import LONG_LENGTH, tokenizer_at
 
 #: ComfyUI's CONDITIONING: ``[[cond [B, L, C], {"pooled_output": [B, P], ...}], ...]``.
 Conditioning = list
@@ -40,10 +39,12 @@ class PromptEncoder:
 
     @property
     def positions(self) -> int:
+        """Tokens the model reads (its ``max_position_embeddings``)."""
         return text_config(self.model).max_position_embeddings
 
     @property
     def width(self) -> int:
+        """Width of the features it hands the UNet (its ``hidden_size``)."""
         return text_config(self.model).hidden_size
 
 
@@ -67,26 +68,13 @@ def load_prompt_encoder(
 
 
 def fit_prompt_encoder(model: nn.Module, tokenizer: PreTrainedTokenizerBase, length: int = LONG_LENGTH) -> PromptEncoder:
-    """``model`` (stretched in place if it has fewer than ``length`` positions) with a copy of
+    """``model`` made to read ``length`` tokens (:func:`~longclip_diffusers.encoder_length.fit_encoder_length`:
+    a stretched twin when its table is shorter; ``model`` itself is left as it was) with a copy of
     ``tokenizer`` reading ``length`` tokens."""
-    positions = text_config(model).max_position_embeddings
-    if positions < length:
-        if not hasattr(text_transformer(model).embeddings, "position_embedding"):
-            raise IncompatibleEncoderError(
-                f"the encoder reads {positions} tokens and has no position table to stretch to "
-                f"{length}; pass length <= {positions}"
-            )
-        if stretched_length(positions) < length:
-            raise IncompatibleEncoderError(
-                f"stretching {positions} positions gives {stretched_length(positions)}, fewer than "
-                f"{length}; pass length <= {stretched_length(positions)}"
-            )
-        stretch_text_encoder(model)
-    tokenizer = copy.deepcopy(tokenizer)
-    tokenizer.model_max_length = length
-    return PromptEncoder(model, tokenizer)
+    return PromptEncoder(fit_encoder_length(model, length), tokenizer_at(tokenizer, length))
 
 
+@torch.no_grad()
 def encode_sd15(encoder: PromptEncoder, text: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(cond [1, L, W], pooled [1, P])`` as SD1.x reads them: layer ``-(clip_skip + 1)``
     through the final LayerNorm (the last layer by default)."""
@@ -94,6 +82,7 @@ def encode_sd15(encoder: PromptEncoder, text: str, clip_skip: int | None = None)
     return normalized_layer(encoder.model, output.hidden_states, clip_skip), _pooled(output)
 
 
+@torch.no_grad()
 def encode_sdxl(
     encoder_l: PromptEncoder,
     encoder_g: PromptEncoder,
@@ -163,7 +152,6 @@ def sdxl_conditioning(
     return [[_comfy_tensor(cond), extras]]
 
 
-@torch.no_grad()
 def _run(encoder: PromptEncoder, text: str):
     input_ids = encoder.tokenizer(
         [text],

@@ -21,3 +21,7 @@ class OutputExistsError(LongClipError, FileExistsError):
 
 class ModelNotAvailableError(LongClipError, OSError):
     """A model cannot be found locally and the hub cannot be reached."""
+
+
+class MissingDependencyError(LongClipError, ImportError):
+    """An optional dependency a feature needs is not installed."""

@@ -30,6 +30,7 @@ from .atomic import atomic_output_dir
 from .compat import text_config, text_transformer
 from .convert import ConvertKind, convert_checkpoint
 from .stretch import DEFAULT_KEEP, DEFAULT_RATIO
+from .tokens import tokenizer_at
 from .tulip import TulipModel, TulipTextModel, TulipTextModelWithProjection
 
 #: The text encoders and full models saved here: CLIP's classes and their TULIP counterparts.
@@ -199,6 +200,4 @@ def _fitted_tokenizer(tokenizer: PreTrainedTokenizerBase, config) -> PreTrainedT
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has "
             f"{config.vocab_size}; pass the tokenizer the model was trained with (--tokenizer)"
         )
-    fitted = copy.deepcopy(tokenizer)
-    fitted.model_max_length = config.max_position_embeddings
-    return fitted
+    return tokenizer_at(tokenizer, config.max_position_embeddings)

@@ -28,8 +28,10 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
+from .defaults import DEFAULT_PIPELINE
 from .errors import CheckpointError, ModelNotAvailableError, OutputExistsError
 from .export import export_checkpoint, resolve_dtype
+from .stretch import DEFAULT_RATIO
 from .tulip import TulipModel, TulipPreTrainedModel, TulipTextModel, TulipTextModelWithProjection
 
 #: Released Long-CLIP checkpoints on the hub and the file each repo holds (REFERENCE.md section 1).
@@ -55,6 +57,7 @@ _CACHE_FORMAT = "1"
 
 _MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
 _CHECKPOINT_FILE_PATTERNS = ["*.pt", "*.pth", "*.bin", "*.safetensors"]
+_PIPELINE_FILE_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
 _TOKENIZER_FILE_PATTERNS = ["tokenizer*.json", "vocab.json", "merges.txt", "special_tokens_map.json"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CLASSES_BY_NAME = {
@@ -73,17 +76,20 @@ def load_text_encoder(
     torch_dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
+    stretch: bool = True,
 ) -> CLIPTextModel | CLIPTextModelWithProjection:
     """A ready (eval-mode) ``CLIPTextModel``, or ``CLIPTextModelWithProjection`` when
     ``with_projection``, from a hub id, a checkpoint file or a transformers folder. A TULIP
     source gives the TULIP counterpart (``TulipTextModel`` / ``...WithProjection``).
 
     ``cache_dir`` is where converted checkpoints are kept (default :func:`cache_root`).
+    ``stretch=False`` keeps a plain OpenAI CLIP file at its 77 positions instead of stretching
+    it to Long-CLIP's 248 (:func:`converted_dir`); it changes nothing for other sources.
     Raises :class:`ModelNotAvailableError` when the source is on the hub, not downloaded, and the
     hub cannot be reached.
     """
     kind = "text_with_projection" if with_projection else "text"
-    directory = _model_dir(source, kind, cache_dir)
+    directory = _model_dir(source, kind, cache_dir, stretch)
     cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     if issubclass(saved_model_class(directory), (TulipModel, TulipPreTrainedModel)):
         cls = TulipTextModelWithProjection if with_projection else TulipTextModel
@@ -96,11 +102,12 @@ def load_clip_model(
     torch_dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
+    stretch: bool = True,
 ) -> CLIPModel:
     """A ready text + vision ``CLIPModel`` (for evaluation and training), from the same sources
-    as :func:`load_text_encoder`; a TULIP source gives the :class:`~longclip_diffusers.TulipModel`
-    counterpart."""
-    directory = _model_dir(source, "full", cache_dir)
+    as :func:`load_text_encoder`, ``stretch`` included; a TULIP source gives the
+    :class:`~longclip_diffusers.TulipModel` counterpart."""
+    directory = _model_dir(source, "full", cache_dir, stretch)
     saved = saved_model_class(directory)
     if saved not in (CLIPModel, TulipModel):
         raise CheckpointError(
@@ -181,20 +188,26 @@ def converted_dir(
     kind: str,
     cache_dir: str | os.PathLike | None = None,
     tulip: bool | None = None,
+    stretch: bool = True,
 ) -> Path:
     """The cached transformers folder of ``checkpoint`` converted as ``kind`` (and ``tulip``, as
     in :func:`~longclip_diffusers.convert.convert_checkpoint`), converting it on the first call.
-    The key is the file's path, size and modification time, so an edited file is converted again."""
+    A plain OpenAI CLIP file (77 positions) is stretched to Long-CLIP's 248 unless ``stretch`` is
+    False: then it stays CLIP, for scoring CLIP itself or for a trainer that stretches with its
+    own ``keep``/``ratio``. The key is the file's path, size and modification time (so an edited
+    file is converted again) and the conversion options."""
     # absolute, not resolved: the hub cache links each file to an extensionless blob, and the
     # extension says how the file is read
     path = Path(checkpoint).expanduser().absolute()
     stat = path.stat()
-    identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|tulip={tulip}|{_CACHE_FORMAT}"
+    identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|tulip={tulip}|stretch={stretch}|{_CACHE_FORMAT}"
     key = hashlib.sha256(identity.encode()).hexdigest()
     entry = cache_root(cache_dir) / f"{path.stem}-{kind}-{key[:16]}"
     if not (entry / "config.json").is_file():
+        # ratio 1 maps every row onto itself: the 77-row table is kept as it is
+        ratio = DEFAULT_RATIO if stretch else 1.0
         with contextlib.suppress(OutputExistsError):  # another process finished it first
-            export_checkpoint(path, entry, kind=kind, tulip=tulip)
+            export_checkpoint(path, entry, kind=kind, tulip=tulip, ratio=ratio)
     return entry
 
 
@@ -224,15 +237,48 @@ def resolve_source(source: str | os.PathLike) -> Path:
     return _download(name, patterns=_MODEL_FILE_PATTERNS)
 
 
-def _model_dir(source: str | os.PathLike, kind: str, cache_dir) -> Path:
+def resolve_pipeline(id_or_dir: str | os.PathLike) -> Path:
+    """A local diffusers pipeline folder for ``id_or_dir`` (a folder ``save_pretrained`` wrote, or
+    a hub repo id, downloaded or found in the hub cache), for ``DiffusionPipeline.from_pretrained``.
+
+    Raises ``FileNotFoundError`` for a missing folder or one without ``model_index.json``, and
+    :class:`ModelNotAvailableError` when the hub is needed and unreachable, each with the fix.
+    """
+    path = Path(id_or_dir).expanduser()
+    name = str(id_or_dir)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise FileNotFoundError(
+                f"'{id_or_dir}' is not a diffusers pipeline folder (no model_index.json). Fix: pass "
+                "the folder pipe.save_pretrained() wrote, or a hub repo id such as " + DEFAULT_PIPELINE
+            )
+        return path
+    if path.exists() or isinstance(id_or_dir, os.PathLike) or not _REPO_ID.match(name):
+        raise FileNotFoundError(
+            f"'{id_or_dir}' does not exist. Fix: pass a diffusers pipeline folder or a hub repo id "
+            f"such as {DEFAULT_PIPELINE}."
+        )
+    from diffusers import DiffusionPipeline
+
+    # model_index.json first: it tells, in one small request, whether the repo can be had at all,
+    # and turns an unreachable hub or a wrong id into the same fix-naming error as the encoders
+    with _hub_errors(name, patterns=_PIPELINE_FILE_PATTERNS, use_as="as the pipeline (--pipeline DIR)"):
+        hf_hub_download(name, "model_index.json")
+    return Path(DiffusionPipeline.download(name))
+
+
+def _model_dir(source: str | os.PathLike, kind: str, cache_dir, stretch: bool) -> Path:
     path = resolve_source(source)
+    if path.is_file() and (path.parent / "config.json").is_file() and Path(source).expanduser().exists():
+        # a local transformers folder's own weights file (our export's model.safetensors): the
+        # folder says what the weights are, a bare file cannot
+        return path.parent
     if path.is_file():
-        return converted_dir(path, kind, cache_dir, tulip=is_tulip_repo(source) or None)
+        return converted_dir(path, kind, cache_dir, tulip=is_tulip_repo(source) or None, stretch=stretch)
     return path
 
 
 def _load(cls: ClipClass, directory: Path, torch_dtype, device) -> torch.nn.Module:
-    saved_model_class(directory)
     kwargs = {}
     dtype = resolve_dtype(torch_dtype)
     if dtype is not None:

@@ -9,7 +9,9 @@ of loading works and passes them through::
     long = LongClipStableDiffusionXLPipeline.from_pipe(stock, long_clip=encoder)
 
 ``long_clip_recipe`` is saved in ``model_index.json``; a pipeline saved after loading has 248-token
-encoders already and reloads without ``long_clip``.
+encoders already and reloads without ``long_clip`` through this class (or ``custom_pipeline=`` the
+same file with ``trust_remote_code=True``); plain ``DiffusionPipeline.from_pretrained`` cannot, as
+``model_index.json`` names a class diffusers does not have.
 """
 
 from __future__ import annotations

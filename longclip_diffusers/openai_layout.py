@@ -465,8 +465,8 @@ def _require_clip(state_dict: dict[str, torch.Tensor], prefix: str) -> None:
         return
     sample = ", ".join(repr(k) for k in list(state_dict)[:5]) or "none"
     hint = (
-        " It looks like a transformers CLIP model already: load it with load_text_encoder() or "
-        "CLIPModel.from_pretrained()."
+        " It looks like a transformers CLIP model's weights file already. Fix: pass the folder "
+        "holding it with its config.json (load_text_encoder, CLIPModel.from_pretrained)."
         if any(k.startswith(("text_model.", "vision_model.")) for k in state_dict)
         else " Fix: pass a Long-CLIP / OpenAI CLIP checkpoint (e.g. longclip-L.pt)."
     )

@@ -22,35 +22,40 @@ pipeline (``type(stock).from_pipe(stock)``) for another encoder or recipe.
 
 from __future__ import annotations
 
-import copy
 import logging
+import os
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from .compat import text_config
+from .encoder_length import fit_encoder_length
 from .errors import IncompatibleEncoderError
 from .loading import load_text_encoder
 from .pipeline_layout import PipelineLayout, detect_layout, position_limit
 from .prompt_encoding import LongClipPromptEncoder
 from .recipes import check_recipe
-from .stretch import DEFAULT_KEEP, DEFAULT_RATIO, stretch_text_encoder, stretched_length
-from .tokens import LONG_LENGTH
-from .tulip.drop_in import drop_in_classes, fit_context_length
+from .stretch import DEFAULT_KEEP
+from .tokens import LONG_LENGTH, tokenizer_at
+from .tulip.drop_in import drop_in_classes
 from .weight_sharing import twin_sharing_weights
+
+if TYPE_CHECKING:  # importing diffusers' pipelines takes seconds; the hints need no import at run time
+    from diffusers import DiffusionPipeline
 
 logger = logging.getLogger(__name__)
 
 
 def apply_long_clip(
-    pipe,
-    source=None,
+    pipe: DiffusionPipeline,
+    source: str | os.PathLike | nn.Module | None = None,
     *,
     recipe: str = "standard",
     max_length: int = LONG_LENGTH,
     keep: int = DEFAULT_KEEP,
     ratio: float | None = None,
     **load_kwargs,
-):
+) -> DiffusionPipeline:
     """Swap Long-CLIP text encoders into ``pipe`` (in place) and return it.
 
     Args:
@@ -89,9 +94,7 @@ def apply_long_clip(
     elif source is not None:
         logger.info("%s has no CLIP-L text_encoder: only text_encoder_2 is stretched", type(pipe).__name__)
     for slot in layout.tokenizer_slots:
-        tokenizer = copy.deepcopy(getattr(pipe, slot))
-        tokenizer.model_max_length = max_length
-        replacements[slot] = tokenizer
+        replacements[slot] = tokenizer_at(getattr(pipe, slot), max_length)
     _swap(pipe, layout, replacements, recipe)
     return pipe
 
@@ -138,24 +141,9 @@ def _refuse_unmovable(pipe, slot: str) -> None:
 
 
 def _stretched(pipe, slot: str, max_length: int, keep: int, ratio: float | None) -> nn.Module:
-    """A stretched twin of ``text_encoder_2`` with at least ``max_length`` positions, or the
-    encoder itself when it has them already (a pipeline saved after ``apply_long_clip``).
-
-    ``ratio`` None: Long-CLIP's 4 (77 -> 248), or for a longer ``max_length`` the ratio that
-    spreads the stretched rows over exactly ``max_length`` positions."""
-    encoder = getattr(pipe, slot)
-    positions = position_limit(encoder)
-    if positions >= max_length:
-        return encoder
-    length = stretched_length(positions, keep, ratio or DEFAULT_RATIO)
-    if length < max_length:
-        if ratio is not None:
-            raise IncompatibleEncoderError(
-                f"{slot} has {positions} positions; stretching with keep={keep}, ratio={ratio} gives "
-                f"{length}, fewer than max_length={max_length}: raise ratio, leave it out, or lower max_length"
-            )
-        ratio, length = (max_length - keep) / (positions - keep), max_length
-    return stretch_text_encoder(twin_sharing_weights(encoder), keep=keep, ratio=ratio or DEFAULT_RATIO, length=length)
+    """``text_encoder_2`` reading ``max_length`` tokens: a stretched twin, or the encoder itself when
+    it has the positions already (a pipeline saved after ``apply_long_clip``)."""
+    return fit_encoder_length(getattr(pipe, slot), max_length, keep, ratio)
 
 
 def _long_clip_encoder(pipe, slot: str, source, max_length: int, load_kwargs: dict) -> nn.Module:
@@ -163,7 +151,7 @@ def _long_clip_encoder(pipe, slot: str, source, max_length: int, load_kwargs: di
     parameter = next(current.parameters())
     if source is None:
         if position_limit(current) >= max_length:
-            return fit_context_length(current, max_length)
+            return fit_encoder_length(current, max_length)
         raise IncompatibleEncoderError(
             f"{slot} has {position_limit(current)} positions and no Long-CLIP source was given: pass "
             "one (hub id such as BeichenZhang/LongCLIP-L, a checkpoint file, a directory, or a "
@@ -174,7 +162,17 @@ def _long_clip_encoder(pipe, slot: str, source, max_length: int, load_kwargs: di
     else:
         encoder = load_text_encoder(source, torch_dtype=parameter.dtype, device=parameter.device, **load_kwargs)
     _check_fits(pipe, slot, encoder, max_length)
-    return fit_context_length(encoder, max_length).to(device=parameter.device, dtype=parameter.dtype)
+    fitted = fit_encoder_length(encoder, max_length)
+    if fitted is source and (parameter.dtype, parameter.device) != _placement(source):
+        # casting moves the caller's parameters in place: cast a twin, so that the caller's
+        # encoder is left as it was whether or not the swap succeeds
+        fitted = twin_sharing_weights(source)
+    return fitted.to(device=parameter.device, dtype=parameter.dtype)
+
+
+def _placement(module: nn.Module) -> tuple:
+    parameter = next(module.parameters())
+    return parameter.dtype, parameter.device
 
 
 def _check_fits(pipe, slot: str, encoder: nn.Module, max_length: int) -> None:
@@ -209,7 +207,9 @@ def _check_fits(pipe, slot: str, encoder: nn.Module, max_length: int) -> None:
         )
 
 
-def long_clip_pair(stock, source=None, **options) -> tuple:
+def long_clip_pair(
+    stock: DiffusionPipeline, source: str | os.PathLike | nn.Module | None = None, **options
+) -> tuple[DiffusionPipeline, DiffusionPipeline]:
     """``(stock, long)``: ``stock`` untouched and a Long-CLIP copy of it sharing its UNet, VAE,
     scheduler config and weights (diffusers' ``from_pipe``), for side-by-side comparisons.
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .compat import text_transformer
+from .errors import IncompatibleEncoderError
 
 #: Long-CLIP's released settings (paper, section 4: lambda_2 = 4, 20 rows kept).
 DEFAULT_KEEP = 20
@@ -33,9 +34,33 @@ def stretched_length(old_length: int, keep: int = DEFAULT_KEEP, ratio: float = D
     if not float(length).is_integer():
         raise ValueError(
             f"keep={keep}, ratio={ratio} on a table of {old_length} rows gives {length} rows, "
-            "which is not a whole number; pick a ratio that makes it whole or pass `length`."
+            "which is not a whole number; pick keep/ratio that give a whole number of rows."
         )
     return int(length)
+
+
+def stretch_plan(
+    old_length: int, length: int, keep: int = DEFAULT_KEEP, ratio: float | None = None
+) -> tuple[float, int]:
+    """``(ratio, rows)`` that stretch an ``old_length``-row table to read at least ``length`` tokens.
+
+    ``ratio`` None takes Long-CLIP's 4 (77 -> 248) when that gives enough rows, else the ratio
+    that spreads the stretched rows over exactly ``length``. A given ``ratio`` that gives fewer
+    than ``length`` rows raises :class:`IncompatibleEncoderError`.
+    """
+    rows = stretched_length(old_length, keep, DEFAULT_RATIO if ratio is None else ratio)
+    if rows >= length:
+        return DEFAULT_RATIO if ratio is None else ratio, rows
+    if ratio is not None:
+        raise IncompatibleEncoderError(
+            f"stretching {old_length} positions with keep={keep}, ratio={ratio} gives {rows}, fewer "
+            f"than the {length} tokens asked for: raise ratio, leave it out, or ask for fewer tokens"
+        )
+    if old_length == keep:
+        raise IncompatibleEncoderError(
+            f"keep={keep} keeps all {old_length} rows, leaving none to stretch to {length}: lower keep"
+        )
+    return (length - keep) / (old_length - keep), length
 
 
 def stretch_position_table(
@@ -85,7 +110,7 @@ def stretch_text_encoder(
     Returns the model for chaining.
     """
     embeddings = text_transformer(model).embeddings
-    old = embeddings.position_embedding.weight
+    old = position_table(model).weight
     new_table = stretch_position_table(old.data, keep=keep, ratio=ratio, length=length)
     new_length = new_table.shape[0]
 
@@ -101,6 +126,19 @@ def stretch_text_encoder(
     for config in _text_configs(model):
         config.max_position_embeddings = new_length
     return model
+
+
+def position_table(model: nn.Module) -> nn.Embedding:
+    """The text position table of a CLIP model; raises :class:`IncompatibleEncoderError` for a
+    TULIP encoder, whose rotary positions have none (nothing to stretch)."""
+    table = getattr(text_transformer(model).embeddings, "position_embedding", None)
+    if table is None:
+        raise IncompatibleEncoderError(
+            f"this {type(model).__name__} has no position table to stretch: it uses rotary positions "
+            "(TULIP), which read any length as they are. Fix: no stretching needed; set its length "
+            "with set_context_length(encoder, N)"
+        )
+    return table
 
 
 def _text_configs(model: nn.Module) -> list:

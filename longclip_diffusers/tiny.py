@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import Counter
+from pathlib import Path
 
 import torch
 from transformers import (
@@ -394,18 +396,16 @@ def tiny_tulip_state_dict(width: int = 64, layers: int = 2, embed_dim: int = 32,
 
 
 def write_tiny_caption_set(
-    folder,
+    folder: str | os.PathLike,
     count: int = 16,
     seed: int = 0,
     image_size: int = 40,
     long_words: int = 90,
-) -> "Path":
+) -> Path:
     """Write ``count`` PNG images (two random colour blocks each) and ``captions.jsonl`` (``image``
     relative to ``folder``, a long ``caption`` of about ``long_words`` tiny-vocabulary tokens whose
     first sentence is the short one) into ``folder``; returns the caption file. For training
     tests and demos: deterministic in ``seed``, nothing downloaded."""
-    from pathlib import Path
-
     import numpy as np
     from PIL import Image
 

@@ -8,11 +8,16 @@ UI can highlight exactly what each encoder drops; a word cut in the middle count
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 
+from transformers import PreTrainedTokenizerBase
+
+from .openai_layout import OPENAI_CONTEXT_LENGTH
+
 #: Positions of a stock CLIP text encoder.
-STOCK_LENGTH = 77
+STOCK_LENGTH = OPENAI_CONTEXT_LENGTH
 #: Positions of a Long-CLIP text encoder (keep 20, stretch 57 rows by 4: REFERENCE.md section 2).
 LONG_LENGTH = 248
 
@@ -85,9 +90,18 @@ class TokenReport:
         return "\n".join(lines)
 
 
-def token_report(prompt: str, tokenizer, max_length: int = LONG_LENGTH) -> TokenReport:
+def tokenizer_at(tokenizer: PreTrainedTokenizerBase, length: int) -> PreTrainedTokenizerBase:
+    """A copy of ``tokenizer`` that pads and truncates to ``length`` tokens; the original, which a
+    stock pipeline may share, keeps its own length."""
+    fitted = copy.deepcopy(tokenizer)
+    fitted.model_max_length = length
+    return fitted
+
+
+def token_report(prompt: str, tokenizer: PreTrainedTokenizerBase, max_length: int = LONG_LENGTH) -> TokenReport:
     """Tokenize ``prompt`` with a fast CLIP ``tokenizer`` and map its tokens onto words."""
-    encoding = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    # verbose=False: a prompt longer than the tokenizer's length is the point here, not a warning
+    encoding = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     offsets = encoding["offset_mapping"]
     words = []
     token = 0

@@ -108,3 +108,22 @@ def test_a_failure_while_swapping_puts_every_component_back(pipe, monkeypatch):
     monkeypatch.setattr(prompt_encoding.LongClipPromptEncoder, "__init__", broken)
     _refused(pipe, tiny_long_clip_encoder(), "simulated failure", error=RuntimeError)
     assert pipe.config.text_encoder == ("transformers", "CLIPTextModel")
+
+
+def test_a_failed_swap_leaves_the_callers_encoder_in_its_own_dtype(pipe, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    encoder = tiny_long_clip_encoder().to(torch.float64)
+    weights = {k: v.clone() for k, v in encoder.state_dict().items()}
+    monkeypatch.setattr(prompt_encoding.LongClipPromptEncoder, "__init__", broken)
+    _refused(pipe, encoder, "simulated failure", error=RuntimeError)
+    assert all(p.dtype == torch.float64 for p in encoder.parameters())
+    assert all(torch.equal(encoder.state_dict()[k], v) for k, v in weights.items())
+
+
+def test_a_successful_swap_casts_a_twin_not_the_callers_encoder(pipe):
+    encoder = tiny_long_clip_encoder().to(torch.float64)
+    apply_long_clip(pipe, encoder)
+    assert pipe.text_encoder.dtype == torch.float32
+    assert encoder.dtype == torch.float64

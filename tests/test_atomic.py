@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from longclip_diffusers import OutputExistsError, atomic_output_dir, atomic_write_file
@@ -108,3 +111,30 @@ def test_atomic_file_can_refuse_an_existing_file(tmp_path):
         with atomic_write_file(target, overwrite=False):
             pytest.fail("the block must not run")
     assert target.read_text() == "old"
+
+
+@pytest.fixture
+def umask_027():
+    previous = os.umask(0o027)
+    yield
+    os.umask(previous)
+
+
+def test_output_dir_gets_the_umask_modes_not_the_private_temp_ones(tmp_path, umask_027):
+    out = tmp_path / "out"
+    with atomic_output_dir(out) as staging:
+        (staging / "sub").mkdir()
+        (staging / "sub" / "weights.bin").write_bytes(b"x")
+        (staging / "private.txt").write_text("x")
+        (staging / "private.txt").chmod(0o600)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    assert stat.S_IMODE((out / "sub").stat().st_mode) == 0o750
+    assert stat.S_IMODE((out / "sub" / "weights.bin").stat().st_mode) == 0o640
+    assert stat.S_IMODE((out / "private.txt").stat().st_mode) == 0o640
+
+
+def test_atomic_file_gets_the_umask_mode_not_the_private_temp_one(tmp_path, umask_027):
+    target = tmp_path / "image.png"
+    with atomic_write_file(target) as staging:
+        staging.write_bytes(b"png")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640

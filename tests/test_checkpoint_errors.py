@@ -132,7 +132,7 @@ def test_dict_that_is_not_clip_is_refused():
 
 
 def test_transformers_layout_points_to_the_transformers_loaders():
-    with pytest.raises(CheckpointError, match="transformers CLIP model already"):
+    with pytest.raises(CheckpointError, match="transformers CLIP model.s weights file already. Fix: pass the folder holding it with its config.json"):
         convert_checkpoint({"text_model.embeddings.token_embedding.weight": torch.zeros(4, 4)}, kind="text")
 
 

@@ -19,7 +19,7 @@ from transformers import (
     CLIPTokenizer,
 )
 
-from longclip_diffusers import convert_checkpoint, save_text_encoder
+from longclip_diffusers import convert_checkpoint, convert_tulip_checkpoint, save_text_encoder
 from longclip_diffusers.cli.main import main
 from longclip_diffusers.compat import text_transformer
 from longclip_diffusers.tiny import (
@@ -27,6 +27,7 @@ from longclip_diffusers.tiny import (
     tiny_openai_state_dict,
     tiny_sd_pipeline,
     tiny_text_encoder,
+    tiny_tulip_state_dict,
 )
 
 
@@ -273,3 +274,41 @@ def test_installed_command_shows_both_subcommands():
     )
     assert result.returncode == 0, result.stderr
     assert "convert" in result.stdout and "stretch" in result.stdout
+
+
+def test_stretch_of_an_already_long_encoder_needs_an_explicit_ratio(work, pipeline_dir, capsys):
+    pipe_dir, _ = pipeline_dir
+    long_dir, again = work / "long", work / "again"
+    assert main(["stretch", str(pipe_dir / "text_encoder"), str(long_dir)]) == 0
+    assert main(["stretch", str(long_dir), str(again)]) == 1
+    assert "already reads 248 tokens; pass --ratio explicitly" in capsys.readouterr().err
+    assert not again.exists()
+    assert main(["stretch", str(long_dir), str(again), "--ratio", "2"]) == 0
+    assert saved_config(again)["max_position_embeddings"] == 20 + 228 * 2
+
+
+def test_stretch_of_a_tulip_folder_says_it_needs_no_stretching(work, tokenizer_dir, tokenizer, capsys):
+    source = work / "tulip"
+    tulip = convert_tulip_checkpoint(
+        tiny_tulip_state_dict(), "text", bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+    save_text_encoder(tulip, source, tokenizer=tokenizer)
+    out = work / "out"
+    assert main(["stretch", str(source), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "rotary positions" in err and "set_context_length(encoder, N)" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [(["--keep", "-1"], "pass 0 or more"), (["--keep", "2.5"], "not a whole number"),
+     (["--ratio", "0"], "above 0"), (["--ratio", "nan"], "above 0"), (["--ratio", "x"], "not a number")],
+)
+@pytest.mark.parametrize("command", ["stretch", "convert"])
+def test_bad_keep_or_ratio_fails_before_any_model_is_read(work, command, option, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, str(work / "missing"), str(work / "out"), *option])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "does not exist" not in err

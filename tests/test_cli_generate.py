@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import huggingface_hub
 import pytest
 from PIL import Image
 
@@ -46,7 +47,8 @@ def test_compare_writes_the_stock_image_and_a_side_by_side_sheet(model_dirs, tmp
 def test_a_missing_pipeline_fails_with_one_line_and_writes_nothing(model_dirs, tmp_path, capsys):
     code = main(["generate", "--prompt", "a cat", "--pipeline", str(tmp_path / "nope"),
                  "--long-clip", str(model_dirs / "long-clip"), "--device", "cpu", "--out", str(tmp_path / "x.png")])
-    assert code == 1 and capsys.readouterr().err.startswith("error: ")
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and "does not exist. Fix: pass a diffusers pipeline folder" in err
     assert not any(tmp_path.iterdir())
 
 
@@ -55,3 +57,14 @@ def test_defaults_are_sdxl_base_and_long_clip_l():
     assert args.pipeline == "stabilityai/stable-diffusion-xl-base-1.0"
     assert args.long_clip == "BeichenZhang/LongCLIP-L"
     assert args.recipe == "standard" and not args.compare
+
+
+def test_an_offline_pipeline_hub_id_fails_with_the_download_to_make(model_dirs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    out = tmp_path / "x.png"
+    code = main(["generate", "--prompt", "a cat", "--pipeline", "someone/sdxl-finetune",
+                 "--long-clip", str(model_dirs / "long-clip"), "--device", "cpu", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and "hf download someone/sdxl-finetune" in err
+    assert not out.exists()

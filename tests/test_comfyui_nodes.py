@@ -17,10 +17,18 @@ import pytest
 import torch
 
 from longclip_diffusers import IncompatibleEncoderError, save_text_encoder, tiny
-from longclip_diffusers.comfy_clip import POSITIONS_KEY, TOWER_PREFIXES
-from longclip_diffusers.conditioning import PromptEncoder, fit_prompt_encoder, sd15_conditioning, sdxl_conditioning
+from longclip_diffusers.comfy_clip import TOWER_PREFIXES
+from longclip_diffusers.conditioning import (
+    PromptEncoder,
+    encode_sd15,
+    encode_sdxl,
+    fit_prompt_encoder,
+    sd15_conditioning,
+    sdxl_conditioning,
+)
 from longclip_diffusers.pipeline_patch import apply_long_clip
 from longclip_diffusers.export import layout_state_dict
+from longclip_diffusers.openai_layout import TEXT_POSITION_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 NODES_DIR = REPO / "demos" / "comfyui"
@@ -332,10 +340,10 @@ def test_into_clip_rebuilds_sdxl_clip_with_long_clip_l_and_stretched_clip_g(node
     assert call["clip_type"] == "stable_diffusion"
     assert call["embedding_directory"] == [str(folder_paths["embeddings"])]
     long_l, stretched_g = call["state_dicts"]
-    assert torch.equal(long_l[POSITIONS_KEY], clip_l.model.embeddings.position_embedding.weight)
+    assert torch.equal(long_l[TEXT_POSITION_KEY], clip_l.model.embeddings.position_embedding.weight)
     stock_table = stock_g.text_model.embeddings.position_embedding.weight
-    assert stretched_g[POSITIONS_KEY].shape == (248, G_WIDTH)
-    assert torch.equal(stretched_g[POSITIONS_KEY][:20], stock_table[:20])
+    assert stretched_g[TEXT_POSITION_KEY].shape == (248, G_WIDTH)
+    assert torch.equal(stretched_g[TEXT_POSITION_KEY][:20], stock_table[:20])
     assert torch.equal(stretched_g["text_projection.weight"], stock_g.text_projection.weight)
     assert rebuilt.layer_idx == -2
 
@@ -344,7 +352,7 @@ def test_into_clip_rebuilds_sd15_clip_with_only_long_clip_l(nodes, folder_paths,
     stock_l = tiny.tiny_text_encoder(seed=6, tokenizer=tiny.tiny_clip_tokenizer(), hidden_size=L_WIDTH)
     nodes.NODE_CLASS_MAPPINGS["LongCLIPIntoCLIP"]().apply(StandInCLIP({"clip_l": stock_l}), clip_l)
     ((only,),) = [call["state_dicts"] for call in comfy_sd]
-    assert only[POSITIONS_KEY].shape == (248, L_WIDTH)
+    assert only[TEXT_POSITION_KEY].shape == (248, L_WIDTH)
 
 
 def test_into_clip_refuses_encoder_of_other_width_before_calling_comfyui(nodes, folder_paths, comfy_sd, clip_g):
@@ -358,3 +366,10 @@ def test_into_clip_outside_comfyui_says_where_it_runs(nodes, monkeypatch, clip_l
     monkeypatch.setitem(sys.modules, "comfy", None)
     with pytest.raises(RuntimeError, match="run it inside ComfyUI"):
         nodes.NODE_CLASS_MAPPINGS["LongCLIPIntoCLIP"]().apply(StandInCLIP({}), clip_l)
+
+
+def test_public_encoders_return_tensors_without_gradient_history(clip_l, clip_g):
+    cond, pooled = encode_sd15(clip_l, "a red cat")
+    assert not cond.requires_grad and not pooled.requires_grad
+    cond, pooled = encode_sdxl(clip_l, clip_g, "a red cat", "a red cat")
+    assert not cond.requires_grad and not pooled.requires_grad

@@ -79,3 +79,18 @@ def test_from_pipe_builds_a_long_clip_pipeline_next_to_the_stock_one(dirs):
 def test_sd_class_without_a_source_on_77_token_encoders_says_what_to_pass(dirs):
     with pytest.raises(ValueError, match="no Long-CLIP source"):
         LongClipStableDiffusionPipeline.from_pretrained(dirs / "sd")
+
+
+def test_saved_long_clip_pipeline_reloads_through_the_custom_pipeline_file(dirs, tmp_path):
+    pipe = LongClipStableDiffusionXLPipeline.from_pretrained(
+        dirs / "sdxl", long_clip=str(dirs / "long-clip"), long_clip_recipe="longclip"
+    )
+    expected = sdxl_embeds(pipe, PROMPT)
+    pipe.save_pretrained(tmp_path / "saved")
+    reloaded = DiffusionPipeline.from_pretrained(
+        tmp_path / "saved", custom_pipeline=str(PIPELINES / "long_clip_sdxl.py"), trust_remote_code=True
+    )
+    assert type(reloaded).__name__ == "LongClipStableDiffusionXLPipeline"
+    assert reloaded.encode_prompt.recipe == "longclip"
+    for got, want in zip(sdxl_embeds(reloaded, PROMPT), expected):
+        torch.testing.assert_close(got, want)

@@ -91,6 +91,24 @@ def test_a_released_checkpoint_file_is_evaluated_at_248_with_the_given_tokenizer
     assert "openai/clip-vit-large-patch14" in capsys.readouterr().err
 
 
+def test_a_plain_openai_clip_file_is_evaluated_as_clip_at_77_tokens(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    path = tmp_path / "ViT-tiny.pt"
+    state = tiny_openai_state_dict(vocab_size=49408, context=77, two_position_tables=False)
+    torch.save(state, path)
+    tokenizer_dir = tmp_path / "tokenizer"
+    tiny_clip_tokenizer().save_pretrained(tokenizer_dir)
+    root = write_urban1k(tmp_path / "urban", [("red", "a red car"), ("blue", "a blue boat")])
+    out = tmp_path / "result.json"
+    assert main(["eval", "retrieval", "--model", str(path), "--dataset", "urban1k", "--root", str(root),
+                 "--tokenizer", str(tokenizer_dir), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["max_length"] == 77
+    model = load_eval_model(path, tokenizer=tokenizer_dir)
+    assert model.tokenizer.model_max_length == 77
+    table = model.model.text_model.embeddings.position_embedding.weight
+    torch.testing.assert_close(table, state["positional_embedding"])
+
+
 def test_a_tulip_model_reads_its_whole_context_in_retrieval(tmp_path, capsys):
     tokenizer_dir = tmp_path / "tokenizer"
     tiny_clip_tokenizer().save_pretrained(tokenizer_dir)

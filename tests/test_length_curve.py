@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 
+import pytest
 from eval_fixtures import colour_eval_model, save_tiny_clip, write_urban1k
 from PIL import Image
 
 from longclip_diffusers import length_curve, load_retrieval_dataset
+from longclip_diffusers.cli import eval as eval_cli
 from longclip_diffusers.cli.main import main
+
+# the package's ``length_curve`` is the function; the plot is patched in the module
+length_curve_module = importlib.import_module("longclip_diffusers.evaluation.length_curve")
 
 FILLER = "a photo of the scene with a tree and a house near the road"  # 14 one-token words
 
@@ -51,3 +58,35 @@ def test_length_curve_command_writes_png_and_json_for_each_model(tmp_path, capsy
     with Image.open(out / "length_curve.png") as png:
         assert png.format == "PNG" and png.size[0] > 300
     assert "R@1 (%) by caption length" in capsys.readouterr().out
+
+
+def test_without_matplotlib_the_command_stops_before_loading_any_model(tmp_path, monkeypatch, capsys):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name == "matplotlib" else find_spec(name, *rest)
+    )
+
+    def load_eval_model(*args, **kwargs):
+        raise AssertionError("a model was loaded although the plot cannot be drawn")
+
+    monkeypatch.setattr(eval_cli, "load_eval_model", load_eval_model)
+    root = _late_colour_captions(tmp_path / "urban")
+    out = tmp_path / "curve"
+    code = main(["eval", "length-curve", "--model", str(tmp_path / "any-model"), "--dataset", "urban1k",
+                 "--root", str(root), "--out", str(out)])
+    assert code == 1
+    assert "pip install 'longclip-diffusers[eval]'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_plot_that_fails_leaves_no_json_behind(tmp_path, monkeypatch):
+    data = load_retrieval_dataset("urban1k", _late_colour_captions(tmp_path / "urban"))
+    curve = length_curve([colour_eval_model()], data, lengths=(10, 77), progress=False)
+
+    def plot_length_curve(curve, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(length_curve_module, "plot_length_curve", plot_length_curve)
+    with pytest.raises(OSError, match="disk full"):
+        length_curve_module.write_length_curve(curve, tmp_path / "curve")
+    assert not (tmp_path / "curve" / "length_curve.json").exists()

@@ -22,6 +22,7 @@ from longclip_diffusers import (
     save_clip_model,
     save_text_encoder,
 )
+from longclip_diffusers.loading import resolve_pipeline
 from longclip_diffusers.tiny import (
     tiny_clip_model,
     tiny_clip_tokenizer,
@@ -126,6 +127,22 @@ def test_a_changed_checkpoint_file_is_converted_again(checkpoint_pt, cache, coun
     os.utime(checkpoint_pt, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     load_text_encoder(checkpoint_pt, cache_dir=cache)
     assert len(count_conversions) == 2
+
+
+def test_a_plain_clip_file_is_stretched_by_default_and_kept_at_77_without(tmp_path, cache, count_conversions):
+    path = tmp_path / "ViT-tiny.pt"
+    state = tiny_openai_state_dict(vocab_size=CLIP_VOCAB, context=77, two_position_tables=False)
+    torch.save(state, path)
+    stretched = load_clip_model(path, cache_dir=cache)
+    plain = load_clip_model(path, cache_dir=cache, stretch=False)
+    assert stretched.config.text_config.max_position_embeddings == 248
+    assert plain.config.text_config.max_position_embeddings == 77
+    table = plain.text_model.embeddings.position_embedding.weight
+    torch.testing.assert_close(table, state["positional_embedding"], rtol=0, atol=0)
+    # each conversion has its own cache entry, so neither answers for the other
+    assert len(count_conversions) == 2 and len(list(cache.iterdir())) == 2
+    text = load_text_encoder(path, cache_dir=cache, stretch=False)
+    assert text.config.max_position_embeddings == 77
 
 
 def test_cache_location_follows_the_environment(checkpoint_pt, tmp_path, monkeypatch, count_conversions):
@@ -238,3 +255,38 @@ def test_folder_without_tokenizer_files_is_refused_not_loaded_empty(tmp_path, ch
 def test_offline_default_tokenizer_is_a_clear_error(empty_offline_hub, checkpoint_pt):
     with pytest.raises(ModelNotAvailableError, match="openai/clip-vit-large-patch14.*--tokenizer DIR"):
         load_tokenizer(checkpoint_pt)
+
+
+def test_an_exported_weights_file_loads_as_its_folder(tmp_path, input_ids):
+    model = tiny_text_encoder()
+    save_text_encoder(model, tmp_path / "enc")
+    loaded = load_text_encoder(tmp_path / "enc" / "model.safetensors")
+    assert_same_text_outputs(loaded, model, input_ids[:, :5] % 800)
+
+
+def test_a_transformers_weights_file_without_its_config_asks_for_the_folder(tmp_path, cache):
+    save_text_encoder(tiny_text_encoder(), tmp_path / "enc")
+    alone = tmp_path / "clip_l.safetensors"
+    (tmp_path / "enc" / "model.safetensors").rename(alone)
+    with pytest.raises(CheckpointError, match="pass the folder holding it with its config.json"):
+        load_text_encoder(alone, cache_dir=cache)
+
+
+def test_a_saved_pipeline_folder_resolves_to_itself(tmp_path):
+    tiny_sd_pipeline().save_pretrained(tmp_path / "pipe")
+    assert resolve_pipeline(tmp_path / "pipe") == tmp_path / "pipe"
+
+
+@pytest.mark.parametrize("make", [lambda path: None, lambda path: path.mkdir()], ids=["missing", "not-a-pipeline"])
+def test_a_bad_pipeline_folder_is_a_clear_error(tmp_path, make):
+    make(tmp_path / "pipe")
+    with pytest.raises(FileNotFoundError, match=r"(does not exist|no model_index.json\))\. Fix: pass"):
+        resolve_pipeline(str(tmp_path / "pipe"))
+
+
+def test_offline_pipeline_hub_id_says_what_to_download(empty_offline_hub):
+    with pytest.raises(ModelNotAvailableError) as error:
+        resolve_pipeline("someone/sdxl-finetune")
+    message = str(error.value)
+    assert "someone/sdxl-finetune" in message and "hf download someone/sdxl-finetune --include" in message
+    assert "as the pipeline (--pipeline DIR)" in message and "\n" not in message

@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from longclip_diffusers import stretch_position_table, stretch_text_encoder, stretched_length
+from longclip_diffusers import (
+    IncompatibleEncoderError,
+    convert_tulip_checkpoint,
+    fit_encoder_length,
+    stretch_plan,
+    stretch_position_table,
+    stretch_text_encoder,
+    stretched_length,
+)
 from longclip_diffusers.compat import text_transformer
-from longclip_diffusers.tiny import tiny_clip_model, tiny_clip_tokenizer, tiny_text_encoder
+from longclip_diffusers.tiny import tiny_clip_model, tiny_clip_tokenizer, tiny_text_encoder, tiny_tulip_state_dict
 
 
 @pytest.fixture
@@ -153,3 +161,39 @@ def test_stretch_works_at_bigG_width_heads_and_mlp():
     stretch_text_encoder(model)
     assert model.text_model.embeddings.position_embedding.weight.shape == (248, 1280)
     torch.testing.assert_close(_pooled(model, ids), before, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "length, ratio, expected",
+    [(248, None, (4.0, 248)), (200, None, (4.0, 248)), (300, None, (280 / 57, 300)), (300, 6.0, (6.0, 362))],
+)
+def test_stretch_plan_takes_4_or_fits_the_length_exactly(length, ratio, expected):
+    assert stretch_plan(77, length, ratio=ratio) == pytest.approx(expected)
+
+
+def test_stretch_plan_refuses_a_given_ratio_that_falls_short():
+    with pytest.raises(IncompatibleEncoderError, match="gives 248, fewer than the 300 tokens"):
+        stretch_plan(77, 300, ratio=4.0)
+
+
+def test_fractional_length_error_asks_for_other_keep_or_ratio():
+    with pytest.raises(ValueError, match="pick keep/ratio that give a whole number of rows"):
+        stretched_length(77, 20, 4.1)
+
+
+def test_fit_encoder_length_stretches_a_twin_and_leaves_the_original():
+    model = tiny_text_encoder()
+    fitted = fit_encoder_length(model, 300)
+    assert fitted is not model
+    assert text_transformer(fitted).embeddings.position_embedding.num_embeddings == 300
+    assert text_transformer(model).embeddings.position_embedding.num_embeddings == 77
+    assert fit_encoder_length(fitted, 248) is fitted
+
+
+def test_stretching_a_rotary_tulip_encoder_says_to_set_its_length():
+    tokenizer = tiny_clip_tokenizer()
+    tulip = convert_tulip_checkpoint(
+        tiny_tulip_state_dict(), kind="text", bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+    with pytest.raises(IncompatibleEncoderError, match=r"rotary positions.*set_context_length\(encoder, N\)"):
+        stretch_text_encoder(tulip)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from longclip_diffusers import token_report
+import logging
+
+from longclip_diffusers import token_report, tokenizer_at
+from longclip_diffusers.tiny import tiny_clip_tokenizer
 from pipeline_helpers import words
 
 
@@ -50,3 +53,29 @@ def test_short_prompt_reports_nothing_dropped(tokenizer):
 def test_max_length_sets_the_long_limit(tokenizer):
     report = token_report(" ".join(words(120)), tokenizer, max_length=102)
     assert len(report.dropped) == 20
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_a_long_prompt_is_reported_without_the_tokenizer_warning():
+    # transformers' loggers do not propagate to the root logger (so not to caplog): listen on theirs
+    records, logger = _Records(), logging.getLogger("transformers")
+    logger.addHandler(records)
+    try:
+        token_report(" ".join(words(300)), tiny_clip_tokenizer())
+    finally:
+        logger.removeHandler(records)
+    assert not [m for m in records.messages if "longer than the specified maximum" in m]
+
+
+def test_tokenizer_at_copies_the_tokenizer_at_the_new_length(tokenizer):
+    long = tokenizer_at(tokenizer, 248)
+    assert long is not tokenizer
+    assert (long.model_max_length, tokenizer.model_max_length) == (248, 77)

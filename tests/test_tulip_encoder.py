@@ -101,20 +101,33 @@ def test_rotation_pairs_are_interleaved():
     torch.testing.assert_close(apply_rotary(x, cos, sin), torch.tensor([[math.cos(1), math.sin(1), 0.0, 0.0]]))
 
 
-def test_set_context_length_with_ntk_rescales_the_rope_base(ids):
+def test_set_context_length_with_ntk_rescales_the_rope_base_from_the_trained_length(ids, tmp_path):
     _, model = _tulip(ids)
+    assert model.config.trained_length == 248
     tokens = _random_ids(300, ids, eot_at=(150, 299))
     with torch.no_grad():
         before = model(tokens).text_embeds
         set_context_length(model, 300)
         assert model.config.max_position_embeddings == 300
         torch.testing.assert_close(model(tokens).text_embeds, before)
+        # saved at 300 and read back: the length it was trained at is still 248
+        model.save_pretrained(tmp_path / "at-300")
+        model = TulipTextModelWithProjection.from_pretrained(tmp_path / "at-300")
         set_context_length(model, 496, ntk_alpha=8.0)
         after = model(tokens).text_embeds
-    assert model.config.ntk_original_length == 300
-    expected = ntk_scaled_base(10000.0, 8.0, 496, 300, model.config.head_dim)
+    assert model.config.ntk_original_length == model.config.trained_length == 248
+    expected = ntk_scaled_base(10000.0, 8.0, 496, 248, model.config.head_dim)
     assert model.config.rope_base == pytest.approx(expected)
     assert not torch.allclose(after, before, atol=1e-4)
+
+
+def test_a_model_without_a_recorded_trained_length_keeps_the_one_before_its_first_change():
+    model = TulipTextModel(TulipTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                           num_attention_heads=2, vocab_size=50, max_position_embeddings=248))
+    assert model.config.trained_length is None
+    set_context_length(model, 300)
+    set_context_length(model, 496, ntk_alpha=8.0)
+    assert model.config.ntk_original_length == model.config.trained_length == 248
 
 
 def test_tokens_after_the_first_eot_do_not_change_the_pooled_output(ids):

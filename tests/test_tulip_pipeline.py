@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from longclip_diffusers import apply_long_clip, convert_tulip_checkpoint
+from longclip_diffusers import apply_long_clip, convert_tulip_checkpoint, ntk_scaled_base, prompt_encoding, set_context_length
 from longclip_diffusers.compat import text_config
 from longclip_diffusers.tiny import (
     TINY_WORDS,
@@ -58,6 +58,17 @@ def test_sdxl_with_tulip_reads_a_300_token_prompt_past_248(tmp_path):
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
 
 
+def test_ntk_scaling_after_a_plain_length_change_starts_from_the_trained_248():
+    pipe = tiny_sd_pipeline()
+    apply_long_clip(pipe, _tulip_for_tiny_pipelines(), max_length=300)
+    encoder = pipe.text_encoder
+    assert encoder.config.max_position_embeddings == 300
+    set_context_length(encoder, 496, ntk_alpha=8.0)
+    assert encoder.config.ntk_original_length == 248
+    expected = ntk_scaled_base(10000.0, 8.0, 496, 248, encoder.config.head_dim)
+    assert encoder.config.rope_base == pytest.approx(expected)
+
+
 def test_sd15_with_tulip_defaults_to_248_tokens():
     pipe = tiny_sd_pipeline()
     tulip = _tulip_for_tiny_pipelines()
@@ -99,3 +110,17 @@ def test_pipeline_saved_with_tulip_reloads_with_diffusers(tmp_path):
     torch.testing.assert_close(
         reloaded.encode_prompt(prompt, "cpu", 1, False)[0], pipe.encode_prompt(prompt, "cpu", 1, False)[0]
     )
+
+
+def test_a_failed_swap_leaves_the_callers_tulip_at_its_own_length(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    pipe = tiny_sdxl_pipeline()
+    tulip = _tulip_for_tiny_pipelines()
+    length = text_config(tulip).max_position_embeddings
+    monkeypatch.setattr(prompt_encoding.LongClipPromptEncoder, "__init__", broken)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        apply_long_clip(pipe, tulip, max_length=300)
+    assert text_config(tulip).max_position_embeddings == length != 300
+    assert text_config(pipe.text_encoder).max_position_embeddings == 77

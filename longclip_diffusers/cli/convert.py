@@ -1,7 +1,4 @@
-"""``longclip-diffusers convert``: a Long-CLIP / OpenAI CLIP checkpoint to a transformers folder.
-
-Also holds the parser pieces ``stretch`` shares: ``SRC OUT``, output options, ``--keep``/``--ratio``.
-"""
+"""``longclip-diffusers convert``: a Long-CLIP / OpenAI CLIP checkpoint to a transformers folder."""
 
 from __future__ import annotations
 
@@ -10,9 +7,9 @@ from pathlib import Path
 
 from ..atomic import refuse_existing_output
 from ..errors import CheckpointError
-from ..export import DTYPES, export_checkpoint
-from ..loading import DEFAULT_TOKENIZER, KNOWN_CHECKPOINTS, KNOWN_TULIP_REPOS, is_tulip_repo, load_tokenizer, resolve_source
-from ..stretch import DEFAULT_KEEP, DEFAULT_RATIO
+from ..export import export_checkpoint
+from ..loading import KNOWN_CHECKPOINTS, KNOWN_TULIP_REPOS, is_tulip_repo, load_tokenizer, resolve_source
+from .options import add_output_options, add_src_out_parser, add_stretch_options
 
 DESCRIPTION = """\
 Convert a Long-CLIP checkpoint (or a plain OpenAI CLIP one, whose 77 positions are stretched to
@@ -51,55 +48,6 @@ def register(subparsers) -> None:
         "released files keep open_clip's unused one); without a table TULIP is detected anyway",
     )
     parser.set_defaults(func=run)
-
-
-def add_src_out_parser(
-    subparsers, name: str, summary: str, description: str, src_help: str
-) -> argparse.ArgumentParser:
-    """A sub-command parser taking ``SRC OUT``."""
-    parser = subparsers.add_parser(
-        name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("src", metavar="SRC", help=src_help)
-    parser.add_argument("out", metavar="OUT", help="output folder (must not exist, unless --overwrite)")
-    return parser
-
-
-def add_output_options(
-    parser: argparse.ArgumentParser, tokenizer_default: str | None = DEFAULT_TOKENIZER
-) -> None:
-    """``--tokenizer``, ``--dtype`` and ``--overwrite``."""
-    parser.add_argument(
-        "--tokenizer",
-        metavar="TOK",
-        default=tokenizer_default,
-        help="tokenizer folder or hub id to save with the model, at the model's length "
-        f"(default: {tokenizer_default or 'the one beside SRC, else ' + DEFAULT_TOKENIZER}; "
-        "offline, pass a local folder)",
-    )
-    parser.add_argument(
-        "--dtype",
-        choices=list(DTYPES),
-        default=None,
-        help="dtype of the saved weights (default: the model's own; float32 for checkpoints)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-
-
-def add_stretch_options(parser: argparse.ArgumentParser, note: str) -> None:
-    """``--keep`` and ``--ratio`` of knowledge-preserved stretching (REFERENCE.md section 2)."""
-    parser.add_argument(
-        "--keep",
-        type=int,
-        default=DEFAULT_KEEP,
-        help=f"position rows kept unchanged (default {DEFAULT_KEEP}; {note})",
-    )
-    parser.add_argument(
-        "--ratio",
-        type=float,
-        default=DEFAULT_RATIO,
-        help=f"stretch factor of the other rows (default {DEFAULT_RATIO:g}: 77 -> 248; {note})",
-    )
 
 
 def run(args: argparse.Namespace) -> int:

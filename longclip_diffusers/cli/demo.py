@@ -11,6 +11,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from ..defaults import DEFAULT_LONG_CLIP, DEFAULT_PIPELINE
+
 #: Where the app lives in a source checkout (the demo is not part of the installed package,
 #: so that the library does not depend on gradio).
 APP_PATH = Path(__file__).resolve().parents[2] / "demos" / "gradio_app.py"
@@ -20,13 +22,13 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     """The demo's flags: models, network binding and sharing."""
     parser.add_argument(
         "--pipeline",
-        default="stabilityai/stable-diffusion-xl-base-1.0",
+        default=DEFAULT_PIPELINE,
         metavar="ID_OR_DIR",
         help="diffusers SD1.5 or SDXL pipeline: hub id or local directory (default: %(default)s)",
     )
     parser.add_argument(
         "--long-clip",
-        default="BeichenZhang/LongCLIP-L",
+        default=DEFAULT_LONG_CLIP,
         metavar="SRC",
         help="Long-CLIP / TULIP text encoder: hub id, checkpoint file or directory "
         "(default: %(default)s)",

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
+from ..devices import default_device
 from ..evaluation import (
     CLASSIFICATION_LOADERS,
     CURVE_LENGTHS,
@@ -18,11 +17,13 @@ from ..evaluation import (
     load_classification_dataset,
     load_eval_model,
     load_retrieval_dataset,
+    require_matplotlib,
     retrieval_table,
     write_json,
     write_length_curve,
     zeroshot_table,
 )
+from ..export import DTYPES
 
 
 def register(subparsers) -> None:
@@ -79,8 +80,9 @@ def _add_model(parser: argparse.ArgumentParser, several: bool = False) -> None:
         required=True,
         action="append" if several else "store",
         metavar="SRC",
-        help="full CLIP-like model: transformers CLIPModel dir, OpenAI-layout .pt/.safetensors "
-        "(e.g. longclip-L.pt) or hub id" + (" (repeat for several models)" if several else ""),
+        help="full CLIP-like model: transformers CLIPModel or TULIP dir, OpenAI-layout .pt/.safetensors "
+        "(e.g. longclip-L.pt; a plain CLIP file is scored at 77 tokens) or hub id"
+        + (" (repeat for several models)" if several else ""),
     )
 
 
@@ -106,11 +108,11 @@ def _add_common(parser: argparse.ArgumentParser, json_flag: bool = True) -> None
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="(default: 64)")
     parser.add_argument(
         "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="torch device (default: %(default)s)",
+        default=None,
+        help="torch device (default: cuda, else mps, else cpu)",
     )
     parser.add_argument(
-        "--dtype", choices=("float32", "float16", "bfloat16"),
+        "--dtype", choices=list(DTYPES),
         help="weights' dtype (default: as saved); half precision is for GPUs",
     )
     parser.add_argument(
@@ -125,7 +127,7 @@ def _loader_options(args: argparse.Namespace) -> dict:
 
 def _load_model(args: argparse.Namespace, source: str):
     return load_eval_model(
-        source, tokenizer=args.tokenizer, device=args.device, torch_dtype=args.dtype
+        source, tokenizer=args.tokenizer, device=args.device or default_device(), torch_dtype=args.dtype
     )
 
 
@@ -148,6 +150,8 @@ def _evaluate(args: argparse.Namespace, load_dataset, evaluate, table) -> int:
 
 
 def run_length_curve(args: argparse.Namespace) -> int:
+    # Checked first: the plot is drawn last, after minutes of encoding.
+    require_matplotlib()
     dataset = load_retrieval_dataset(args.dataset, args.root)
     models = [_load_model(args, source) for source in args.model]
     curve = length_curve(models, dataset, args.lengths, **_loader_options(args))

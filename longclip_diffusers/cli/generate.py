@@ -9,14 +9,13 @@ import torch
 
 from ..atomic import atomic_write_file
 from ..comparison_sheet import side_by_side
+from ..defaults import DEFAULT_LONG_CLIP, DEFAULT_PIPELINE
 from ..devices import default_device, inference_dtype
+from ..loading import resolve_pipeline
 from ..pipeline_layout import detect_layout
 from ..pipeline_patch import apply_long_clip, long_clip_pair
 from ..recipes import RECIPES
 from ..tokens import token_report
-
-DEFAULT_PIPELINE = "stabilityai/stable-diffusion-xl-base-1.0"
-DEFAULT_LONG_CLIP = "BeichenZhang/LongCLIP-L"
 
 
 def register(subparsers) -> None:
@@ -75,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or default_device()
     dtype = inference_dtype(device)
     print(f"loading {args.pipeline} on {device} ({str(dtype).removeprefix('torch.')})")
-    stock = DiffusionPipeline.from_pretrained(args.pipeline, torch_dtype=dtype).to(device)
+    stock = DiffusionPipeline.from_pretrained(resolve_pipeline(args.pipeline), torch_dtype=dtype).to(device)
     tokenizer = getattr(stock, detect_layout(stock).tokenizer_slots[0])
     print(token_report(args.prompt, tokenizer).summary())
 

@@ -13,17 +13,19 @@ from transformers import CLIPModel, CLIPTextModelWithProjection
 
 from ..atomic import refuse_existing_output
 from ..compat import text_config
-from ..errors import CheckpointError
+from ..errors import CheckpointError, IncompatibleEncoderError
 from ..export import save_model
 from ..loading import load_clip_model, load_text_encoder, load_tokenizer, resolve_source, saved_model_class
-from ..stretch import stretch_text_encoder
-from .convert import add_output_options, add_src_out_parser, add_stretch_options
+from ..stretch import DEFAULT_RATIO, position_table, stretch_text_encoder
+from ..tokens import LONG_LENGTH
+from .options import add_output_options, add_src_out_parser, add_stretch_options
 
 DESCRIPTION = """\
 Stretch the position table of a transformers CLIP text encoder folder (CLIPTextModel,
 CLIPTextModelWithProjection, or the text side of a CLIPModel; the class is kept), e.g. SDXL's
 text_encoder_2, with knowledge-preserved stretching: the first KEEP rows are kept, the others
-interpolated by RATIO (77 -> 248 with the defaults). The tokenizer is saved at the new length.
+interpolated by RATIO (77 -> 248 with the defaults). An encoder that already reads 248 tokens or
+more is stretched only with an explicit --ratio. The tokenizer is saved at the new length.
 OUT is written to a temporary folder and moved into place only when complete."""
 
 
@@ -35,7 +37,13 @@ def register(subparsers) -> None:
         description=DESCRIPTION,
         src_help="transformers CLIP folder or hub id, e.g. a pipeline's text_encoder_2",
     )
-    add_stretch_options(parser, "Long-CLIP's released setting")
+    add_stretch_options(
+        parser,
+        "Long-CLIP's released setting",
+        ratio_default=None,
+        ratio_help=f"default {DEFAULT_RATIO:g} (77 -> 248) for an encoder under {LONG_LENGTH} positions; "
+        "required to stretch a longer one further",
+    )
     add_output_options(parser, tokenizer_default=None)
     parser.set_defaults(func=run)
 
@@ -55,10 +63,14 @@ def run(args: argparse.Namespace) -> int:
             model = load_clip_model(source)
         else:
             model = load_text_encoder(source, with_projection=cls is CLIPTextModelWithProjection)
-        old_length = text_config(model).max_position_embeddings
+        old_length = position_table(model).num_embeddings
+        if old_length >= LONG_LENGTH and args.ratio is None:
+            raise IncompatibleEncoderError(
+                f"'{args.src}' already reads {old_length} tokens; pass --ratio explicitly to stretch further"
+            )
         progress.update()
         progress.set_description("stretching")
-        stretch_text_encoder(model, keep=args.keep, ratio=args.ratio)
+        stretch_text_encoder(model, keep=args.keep, ratio=args.ratio or DEFAULT_RATIO)
         progress.update()
         progress.set_description("writing")
         save_model(model, args.out, tokenizer=tokenizer, torch_dtype=args.dtype, overwrite=args.overwrite)

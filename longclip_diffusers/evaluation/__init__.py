@@ -8,7 +8,7 @@ from .classification_datasets import (
     load_classification_dataset,
 )
 from .encoding import encode_images, encode_texts, text_max_length
-from .length_curve import CURVE_LENGTHS, length_curve, plot_length_curve, write_length_curve
+from .length_curve import CURVE_LENGTHS, length_curve, plot_length_curve, require_matplotlib, write_length_curve
 from .metrics import feature_recall_at_k, recall_at_k, topk_accuracy
 from .models import EvalModel, load_eval_model
 from .preprocessing import image_transform_for
@@ -38,6 +38,7 @@ __all__ = [
     "load_retrieval_dataset",
     "plot_length_curve",
     "recall_at_k",
+    "require_matplotlib",
     "retrieval_table",
     "text_max_length",
     "topk_accuracy",

@@ -8,10 +8,12 @@ A model reads at most its own length, so past it its curve is flat by constructi
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..atomic import atomic_write_file
+from ..errors import MissingDependencyError
 from .metrics import feature_recall_at_k
 from .models import EvalModel
 from .report import write_json
@@ -67,9 +69,21 @@ def length_curve(
     }
 
 
+def require_matplotlib() -> None:
+    """Raise :class:`MissingDependencyError` unless matplotlib, which draws the curve, is
+    installed. Callers check first, so that a missing plotter costs no model loading or
+    encoding."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise MissingDependencyError(
+            "the length curve is drawn with matplotlib, which is not installed. "
+            "Fix: pip install 'longclip-diffusers[eval]'"
+        )
+
+
 def plot_length_curve(curve: dict, path: str | Path) -> Path:
     """Draw ``curve`` (from :func:`length_curve`) as a PNG: one panel per direction, one line
     per model, R@1 in percent against caption length in tokens."""
+    require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,9 +111,11 @@ def plot_length_curve(curve: dict, path: str | Path) -> Path:
 
 
 def write_length_curve(curve: dict, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``length_curve.json`` and ``length_curve.png`` into ``out_dir``."""
+    """Write ``length_curve.png`` and then ``length_curve.json`` into ``out_dir``, each
+    atomically: the JSON is there only when the plot is too."""
     out_dir = Path(out_dir)
-    return write_json(curve, out_dir / CURVE_JSON), plot_length_curve(curve, out_dir / CURVE_PNG)
+    png = plot_length_curve(curve, out_dir / CURVE_PNG)
+    return write_json(curve, out_dir / CURVE_JSON), png
 
 
 def _labels(names: list[str]) -> list[str]:

@@ -41,16 +41,17 @@ def load_eval_model(
     *,
     tokenizer: str | Path | None = None,
     device: str | torch.device | None = None,
-    torch_dtype=None,
+    torch_dtype: str | torch.dtype | None = None,
 ) -> EvalModel:
     """Load a full CLIP-like model (a transformers ``CLIPModel`` or TULIP folder, an
     OpenAI-layout checkpoint such as ``longclip-L.pt`` or a TULIP checkpoint, or a hub id) with
     its tokenizer and image preprocessing.
 
     ``tokenizer`` (a folder or hub id) serves sources that carry none, such as the released
-    checkpoint files; by default those use CLIP-L's tokenizer from the hub.
+    checkpoint files; by default those use CLIP-L's tokenizer from the hub. A plain OpenAI CLIP
+    file (e.g. ``ViT-L-14.pt``) is scored as CLIP, at its own 77 tokens, not stretched.
     """
-    model = load_clip_model(source, torch_dtype=torch_dtype, device=device)
+    model = load_clip_model(source, torch_dtype=torch_dtype, device=device, stretch=False)
     text_tokenizer = load_tokenizer(source, fallback=tokenizer or DEFAULT_TOKENIZER)
     # A borrowed CLIP-L tokenizer says 77; the model reads its own length.
     text_tokenizer.model_max_length = text_max_length(model)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..training.image_transform import ClipImageTransform
+from ..image_transform import ClipImageTransform
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 

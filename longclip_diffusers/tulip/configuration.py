@@ -1,9 +1,11 @@
 """Configuration of the TULIP text encoder: CLIPTextConfig's fields, minus nothing, plus RoPE.
 
 ``max_position_embeddings`` is the context length the model is set up for (what its tokenizer
-pads to), not a cap: rotary positions work at any length. When ``ntk_alpha`` and
-``ntk_original_length`` are set, the RoPE base is NTK-scaled from the length the model was
-trained at to ``max_position_embeddings`` (REFERENCE.md section 4).
+pads to), not a cap: rotary positions work at any length. ``trained_length`` is the length the
+weights were trained at with the unscaled base ``rope_theta``; it is recorded once, when a
+model is converted or distilled, and no length change moves it. When ``ntk_alpha`` and
+``ntk_original_length`` are set, the RoPE base is NTK-scaled from ``ntk_original_length`` (the
+trained length, L_old) to ``max_position_embeddings`` (L_new; REFERENCE.md section 4).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class TulipTextConfig(PretrainedConfig):
         rope_theta: float = DEFAULT_ROPE_BASE,
         ntk_alpha: float | None = None,
         ntk_original_length: int | None = None,
+        trained_length: int | None = None,
         pad_token_id: int | None = 1,
         bos_token_id: int | None = 49406,
         eos_token_id: int | None = 49407,
@@ -72,6 +75,7 @@ class TulipTextConfig(PretrainedConfig):
         self.rope_theta = rope_theta
         self.ntk_alpha = ntk_alpha
         self.ntk_original_length = ntk_original_length
+        self.trained_length = trained_length
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,

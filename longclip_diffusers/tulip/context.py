@@ -16,9 +16,10 @@ def set_context_length(
 ) -> TulipPreTrainedModel:
     """Set ``config.max_position_embeddings`` of a TULIP model to ``length``, in place.
 
-    With ``ntk_alpha`` the RoPE base is NTK-scaled from the length the model was trained at (the
-    current ``max_position_embeddings``, or the ``ntk_original_length`` already recorded) to
-    ``length``. Returns the model for chaining.
+    With ``ntk_alpha`` the RoPE base is NTK-scaled from the length the model was trained at
+    (``config.trained_length``, whatever lengths were set since) to ``length``. A model whose
+    config does not record its trained length (built by hand, or saved before it was recorded)
+    takes the length it has at its first change. Returns the model for chaining.
     """
     if not isinstance(model, TulipPreTrainedModel):
         raise TypeError(
@@ -30,9 +31,10 @@ def set_context_length(
     if ntk_alpha is not None and ntk_alpha < 1:
         raise ValueError(f"the NTK alpha must be at least 1; got {ntk_alpha}")
     for config in _configs(model):
+        if config.trained_length is None:
+            config.trained_length = config.max_position_embeddings
         if ntk_alpha is not None:
-            if config.ntk_original_length is None:
-                config.ntk_original_length = config.max_position_embeddings
+            config.ntk_original_length = config.trained_length
             config.ntk_alpha = ntk_alpha
         config.max_position_embeddings = length
     return model

@@ -75,8 +75,9 @@ def convert_tulip_checkpoint(
 
     ``hidden_act`` is exact GELU as released (REFERENCE.md section 4); ``num_heads`` overrides
     width // 64. The RoPE base is ``rope_theta`` (10000 in the paper's main run, which trained at
-    248 tokens, so no NTK scaling); set a longer context later with
-    :func:`~longclip_diffusers.set_context_length`.
+    248 tokens, so no NTK scaling); the config records those 248 as ``trained_length`` whatever
+    ``max_position_embeddings`` the model is set up for, and NTK scaling by
+    :func:`~longclip_diffusers.set_context_length` starts from there.
     """
     if kind not in ("full", *_TEXT_CLASSES):
         raise ValueError(f"kind must be 'full', 'text' or 'text_with_projection'; got {kind!r}")
@@ -101,6 +102,7 @@ def convert_tulip_checkpoint(
         infer_text_config(flat, "", num_heads, bos_token_id, eos_token_id),
         hidden_act=hidden_act,
         max_position_embeddings=max_position_embeddings,
+        trained_length=TULIP_CONTEXT_LENGTH,
         rope_theta=rope_theta,
     )
     if kind == "full":

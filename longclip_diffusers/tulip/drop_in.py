@@ -2,7 +2,8 @@
 
 ``TulipTextModel`` has ``CLIPTextModel``'s interface and outputs (and the ``WithProjection``
 pair likewise), so a slot that holds one accepts the other; what differs is the length, which
-for rotary positions is a setting rather than a table (REFERENCE.md section 4).
+for rotary positions is a setting rather than a table (REFERENCE.md section 4; fitted by
+:func:`~longclip_diffusers.encoder_length.fit_encoder_length`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 from torch import nn
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-from .context import set_context_length
-from .modeling import TulipPreTrainedModel, TulipTextModel, TulipTextModelWithProjection
+from .modeling import TulipTextModel, TulipTextModelWithProjection
 
 _INTERCHANGEABLE = (
     (CLIPTextModel, TulipTextModel),
@@ -27,10 +27,3 @@ def drop_in_classes(current: nn.Module) -> tuple[type, ...]:
             return pair
     return (type(current),)
 
-
-def fit_context_length(encoder: nn.Module, length: int) -> nn.Module:
-    """Set a TULIP encoder to ``length`` tokens (any length works with rotary positions); any
-    other encoder is returned as it is, its position table being what it is."""
-    if isinstance(encoder, TulipPreTrainedModel):
-        set_context_length(encoder, length)
-    return encoder

@@ -205,7 +205,7 @@ class TulipTextModel(TulipPreTrainedModel):
         if position_ids is None:
             position_ids = torch.arange(length, device=device)
         cos, sin = rotary_tables(position_ids, self.config.head_dim, self.config.rope_base)
-        # Rotary tables broadcast over the head axis of [B, heads, L, d].
+        # every head rotates by the same angles: computed once, shared through broadcasting
         rotary = (cos.unsqueeze(-3), sin.unsqueeze(-3))
         mask = _attention_mask(attention_mask, length, device)
 

@@ -1,0 +1,85 @@
+"""Parser pieces the ``convert`` and ``stretch`` sub-commands share: ``SRC OUT``, output options,
+``--keep``/``--ratio`` (checked by argparse, so a bad value fails before any model is loaded)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from ..export import DTYPES
+from ..loading import DEFAULT_TOKENIZER
+from ..stretch import DEFAULT_KEEP, DEFAULT_RATIO
+
+
+def add_src_out_parser(
+    subparsers, name: str, summary: str, description: str, src_help: str
+) -> argparse.ArgumentParser:
+    """A sub-command parser taking ``SRC OUT``."""
+    parser = subparsers.add_parser(
+        name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("src", metavar="SRC", help=src_help)
+    parser.add_argument("out", metavar="OUT", help="output folder (must not exist, unless --overwrite)")
+    return parser
+
+
+def add_output_options(
+    parser: argparse.ArgumentParser, tokenizer_default: str | None = DEFAULT_TOKENIZER
+) -> None:
+    """``--tokenizer``, ``--dtype`` and ``--overwrite``."""
+    parser.add_argument(
+        "--tokenizer",
+        metavar="TOK",
+        default=tokenizer_default,
+        help="tokenizer folder or hub id to save with the model, at the model's length "
+        f"(default: {tokenizer_default or 'the one beside SRC, else ' + DEFAULT_TOKENIZER}; "
+        "offline, pass a local folder)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default=None,
+        help="dtype of the saved weights (default: the model's own; float32 for checkpoints)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+
+def add_stretch_options(
+    parser: argparse.ArgumentParser, note: str, ratio_default: float | None = DEFAULT_RATIO, ratio_help: str | None = None
+) -> None:
+    """``--keep`` and ``--ratio`` of knowledge-preserved stretching (REFERENCE.md section 2);
+    ``ratio_help`` replaces the default's description when ``ratio_default`` is not Long-CLIP's."""
+    parser.add_argument(
+        "--keep",
+        type=row_count,
+        default=DEFAULT_KEEP,
+        help=f"position rows kept unchanged (default {DEFAULT_KEEP}; {note})",
+    )
+    parser.add_argument(
+        "--ratio",
+        type=positive_ratio,
+        default=ratio_default,
+        help=f"stretch factor of the other rows ({ratio_help or f'default {DEFAULT_RATIO:g}: 77 -> 248'}; {note})",
+    )
+
+
+def row_count(text: str) -> int:
+    """argparse type of ``--keep``: a whole number of rows, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; pass e.g. {DEFAULT_KEEP}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} rows cannot be kept; pass 0 or more")
+    return value
+
+
+def positive_ratio(text: str) -> float:
+    """argparse type of ``--ratio``: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; pass e.g. {DEFAULT_RATIO:g}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"the ratio must be a finite number above 0; got {text}")
+    return value
