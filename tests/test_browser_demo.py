@@ -2,7 +2,7 @@
 
 The app runs as its own process (``demos/gradio_app.py --tiny-random``) on a free localhost
 port, exactly as a user starts it; Chromium types a 150-word prompt, reads the token meter,
-clicks Generate and waits for both images.
+clicks Generate, waits for both images and saves a screenshot of the page.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
 ]
 STARTUP_SECONDS = 180
 GENERATE_MS = 180_000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _free_port() -> int:
@@ -90,6 +91,14 @@ def _wait_until_serving(url: str, app: subprocess.Popen, log_path: Path) -> None
     raise AssertionError(f"the demo did not serve {url} in {STARTUP_SECONDS}s:\n{log_path.read_text()}")
 
 
+def _artifacts_dir() -> Path:
+    """Where the screenshot is kept for people to look at (issue 6): ``$LONGCLIP_ARTIFACTS``,
+    else ``<repo>/artifacts`` (git-ignored)."""
+    folder = Path(os.environ.get("LONGCLIP_ARTIFACTS") or REPO / "artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _local_only(route, demo_url: str, outside: list) -> None:
     """Serve requests to the app; record and refuse everything else (fonts, CDNs, analytics)."""
     url = route.request.url
@@ -100,7 +109,7 @@ def _local_only(route, demo_url: str, outside: list) -> None:
         route.abort()
 
 
-def test_browser_types_long_prompt_sees_dropped_words_and_gets_both_images(demo_url, tmp_path):
+def test_browser_types_long_prompt_sees_dropped_words_and_gets_both_images(demo_url):
     from playwright.sync_api import expect, sync_playwright
 
     words = [tiny.TINY_WORDS[i % len(tiny.TINY_WORDS)] for i in range(150)]
@@ -129,8 +138,10 @@ def test_browser_types_long_prompt_sees_dropped_words_and_gets_both_images(demo_
             for image in ("#stock-image img", "#long-image img"):
                 expect(page.locator(image)).to_be_visible(timeout=GENERATE_MS)
             expect(page.locator("#status")).to_contain_text("Seed 0")
-            shot = tmp_path / "demo.png"
+            shot = _artifacts_dir() / "browser_demo.png"
+            shot.unlink(missing_ok=True)  # a screenshot of an earlier run must not pass for this one
             page.screenshot(path=str(shot), full_page=True)
+            assert shot.read_bytes().startswith(PNG_SIGNATURE)
             assert shot.stat().st_size > 10_000
             assert outside == [], f"the page tried to reach the internet: {outside}"
         finally:

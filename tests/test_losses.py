@@ -8,8 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from longclip_diffusers.tiny import tiny_clip_model, tiny_clip_tokenizer
 from longclip_diffusers.training import (
+    ContrastiveFeatures,
     clip_contrastive_loss,
+    contrastive_logits,
     grouped_pca_reconstruct,
     pca_reconstruct,
     pcm_loss,
@@ -121,3 +124,30 @@ def test_local_pca_scope_differs_from_global_when_groups_exceed_the_pca_size():
     global_scope = pcm_loss(image, long, short, scale, pca_dim=2)
     local_scope = pcm_loss(image, long, short, scale, pca_dim=2, pca_group_sizes=[6, 6])
     assert not torch.allclose(global_scope.short, local_scope.short)
+
+
+def test_pcm_loss_without_pca_scores_short_captions_against_the_image_features():
+    image, long, short = _features(40, 6, 1), _features(40, 6, 2), _features(40, 6, 3)
+    scale = torch.tensor(math.log(100.0), dtype=torch.float64)
+    loss = pcm_loss(image, long, short, scale, pca_dim=None, short_weight=0.5)
+    torch.testing.assert_close(loss.short, clip_contrastive_loss(image, short, scale))
+    torch.testing.assert_close(loss.total, clip_contrastive_loss(image, long, scale) + 0.5 * loss.short)
+    assert not torch.allclose(loss.short, pcm_loss(image, long, short, scale, pca_dim=2).short)
+
+
+def test_features_logits_and_pca_are_float32_under_cpu_bfloat16_autocast():
+    tokenizer = tiny_clip_tokenizer()
+    ids = tokenizer(["a red cat on a road", "two dogs", "a tree", "blue sky"] * 10, padding="max_length", max_length=16, return_tensors="pt").input_ids
+    model = tiny_clip_model()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ContrastiveFeatures(model, tokenizer.eos_token_id)(torch.randn(40, 3, 32, 32), ids, ids[:, :8])
+        logits = contrastive_logits(out.image, out.long_text, out.logit_scale)
+        coarse = pca_reconstruct(out.image, 2)
+        towers = model.get_text_features(input_ids=ids).pooler_output
+    assert towers.dtype == torch.bfloat16, "autocast did not run the towers in bfloat16: the test proves nothing"
+    assert (out.image.dtype, out.long_text.dtype, out.short_text.dtype) == (torch.float32,) * 3
+    assert logits.dtype == torch.float32 and coarse.dtype == torch.float32
+    torch.testing.assert_close(logits, out.logit_scale.exp() * out.image @ out.long_text.T)
+    # even bfloat16 features give float32 logits: the loss never runs its softmax in bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert contrastive_logits(out.image.bfloat16(), out.long_text.bfloat16(), out.logit_scale).dtype == torch.float32

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -11,10 +12,19 @@ from transformers import CLIPModel, CLIPTokenizer
 from longclip_diffusers import stretch_text_encoder
 from longclip_diffusers.errors import OutputExistsError
 from longclip_diffusers.export import save_clip_model
+from longclip_diffusers.loading import CACHE_ENV
+from longclip_diffusers.openai_layout import merged_position_table
 from longclip_diffusers.pipeline_patch import apply_long_clip
-from longclip_diffusers.tiny import tiny_clip_model, tiny_clip_tokenizer, tiny_sdxl_pipeline, write_tiny_caption_set
+from longclip_diffusers.tiny import (
+    tiny_clip_model,
+    tiny_clip_tokenizer,
+    tiny_openai_state_dict,
+    tiny_sdxl_pipeline,
+    write_tiny_caption_set,
+)
 from longclip_diffusers.training import prepare_longclip_model
-from longclip_diffusers.training.longclip import parse_longclip_args, train_longclip
+from longclip_diffusers.training.checkpointing import check_output_dir
+from longclip_diffusers.training.longclip import main, parse_longclip_args, train_longclip
 from longclip_diffusers.training.model_setup import SplitPositionEmbedding
 
 POSITIONS = "text_model.embeddings.position_embedding.weight"
@@ -40,6 +50,14 @@ def _args(base_dir, data, output_dir, *extra):
         "--output-dir", str(output_dir), "--batch-size", "4", "--lr", "1e-3", "--warmup-steps", "1",
         "--pca-dim", "2", "--num-workers", "0", "--log-every", "1", "--cpu", *extra,
     ])
+
+
+def _argv(base_dir, data, output_dir, *extra) -> list[str]:
+    captions, images = data
+    return [
+        "--base-model", str(base_dir), "--data", str(captions), "--image-root", str(images),
+        "--output-dir", str(output_dir), "--batch-size", "4", "--num-workers", "0", "--cpu", *extra,
+    ]
 
 
 def _weights(folder) -> dict[str, torch.Tensor]:
@@ -82,6 +100,7 @@ def test_run_writes_checkpoints_logs_and_a_summary_with_validation(trained):
     assert list((trained / "logs").rglob("events.out.tfevents.*"))
     summary = json.loads((trained / "training_summary.json").read_text())
     assert summary["steps"] == 4 and len(summary["losses"]) == 4
+    assert progress["losses"] == summary["losses"][:2]
     assert set(summary["validation"]) == {"val/long_i2t_r1", "val/long_t2i_r1", "val/short_i2t_r1", "val/short_t2i_r1"}
     assert summary["skipped_images"] == []
 
@@ -92,12 +111,27 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(base_dir, dat
         base_dir, data, resumed, "--max-steps", "4", "--validation-size", "4", "--report-to", "none",
         "--resume-from", str(trained / "checkpoints" / "step-2"),
     ))
-    assert result.steps == 4 and len(result.losses) == 2
     uninterrupted, continued = _weights(trained), _weights(resumed)
     for key, tensor in uninterrupted.items():
         assert torch.equal(tensor, continued[key]), key
     losses = json.loads((trained / "training_summary.json").read_text())["losses"]
-    assert result.losses == pytest.approx(losses[2:], rel=1e-6)
+    summary = json.loads((resumed / "training_summary.json").read_text())
+    assert result.steps == 4 and summary["steps"] == 4
+    # the steps before the resume come from the checkpoint: the summary holds every step
+    assert summary["losses"][:2] == losses[:2] and result.losses == summary["losses"]
+    assert summary["losses"][2:] == pytest.approx(losses[2:], rel=1e-6)
+
+
+def test_tracker_logs_the_long_and_short_parts_of_the_loss(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((trained / "logs").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    scalars = {tag: [e.value for e in events.Scalars(tag)] for tag in ("train/loss", "train/long_loss", "train/short_loss")}
+    assert all(len(values) == 4 for values in scalars.values())
+    for total, long, short in zip(*scalars.values()):
+        assert total == pytest.approx(long + short, rel=1e-5)
+        assert long != pytest.approx(short, rel=1e-3)
 
 
 def test_export_loads_into_a_tiny_sdxl_pipeline_that_runs(trained):
@@ -125,6 +159,75 @@ def test_corrupt_image_is_skipped_and_reported_in_a_long_caption_only_run(base_d
 def test_a_finished_output_dir_is_not_trained_over(base_dir, data, trained):
     with pytest.raises(OutputExistsError, match="--overwrite"):
         train_longclip(_args(base_dir, data, trained, "--max-steps", "1"))
+
+
+def test_checkpoints_of_another_run_are_not_mixed_with_a_new_run(tmp_path):
+    (tmp_path / "checkpoints" / "step-2").mkdir(parents=True)
+    with pytest.raises(OutputExistsError, match="checkpoints of another run .*--resume-from latest.*--overwrite"):
+        check_output_dir(tmp_path, overwrite=False)
+    check_output_dir(tmp_path, overwrite=False, resume_from="latest")
+    check_output_dir(tmp_path, overwrite=True)
+    check_output_dir(tmp_path / "fresh", overwrite=False)
+
+
+def test_resume_from_latest_without_checkpoints_says_it_starts_from_step_0(base_dir, data, tmp_path, capsys):
+    result = train_longclip(_args(
+        base_dir, data, tmp_path / "out", "--max-steps", "1", "--resume-from", "latest", "--report-to", "none",
+    ))
+    assert result.steps == 1
+    assert f"no checkpoint under {tmp_path / 'out' / 'checkpoints'}; starting from step 0" in capsys.readouterr().out
+
+
+def test_missing_caption_file_is_one_error_line_and_leaves_no_output(base_dir, data, tmp_path, capsys):
+    output = tmp_path / "out"
+    assert main(_argv(base_dir, (tmp_path / "nope.jsonl", data[1]), output)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: caption file") and "--data" in err[0]
+    assert not output.exists()
+
+
+def test_too_little_data_for_one_global_batch_fails_before_writing_anything(base_dir, tmp_path, capsys):
+    captions = write_tiny_caption_set(tmp_path / "data", count=3)
+    output = tmp_path / "out"
+    # the default --report-to tensorboard would write OUTPUT_DIR/logs if the run got that far
+    assert main(_argv(base_dir, (captions, tmp_path / "data"), output)) == 1
+    assert "make no full global batch" in capsys.readouterr().err
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    ("context", "options", "rows", "keep"),
+    [(77, (), 248, 20), (77, ("--keep", "10", "--ratio", "2"), 144, 10), (248, (), 248, 20)],
+    ids=["openai-defaults", "openai-keep-10-ratio-2", "longclip-248"],
+)
+def test_a_checkpoint_file_base_is_stretched_once_with_this_runs_keep_and_ratio(
+    data, tmp_path, monkeypatch, context, options, rows, keep
+):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    # a file carries no tokenizer: it converts with CLIP's special ids, so CLIP's vocabulary size
+    state = tiny_openai_state_dict(context=context, two_position_tables=context > 77, vocab_size=49408)
+    base = tmp_path / "base.pt"
+    torch.save(state, base)
+    tokenizer = tmp_path / "tokenizer"
+    tiny_clip_tokenizer().save_pretrained(tokenizer)
+    output = tmp_path / "out"
+    train_longclip(_args(
+        base, data, output, "--tokenizer", str(tokenizer), "--max-steps", "1", "--report-to", "none", *options
+    ))
+    exported = _weights(output)[POSITIONS]
+    assert exported.shape[0] == rows
+    assert CLIPTokenizer.from_pretrained(output).model_max_length == rows
+    assert torch.equal(exported[:keep], merged_position_table(state)[:keep])
+
+
+def test_a_base_longer_than_77_positions_keeps_its_table_and_says_so(caplog):
+    base = tiny_clip_model(max_position_embeddings=248)
+    table = base.text_model.embeddings.position_embedding.weight.detach().clone()
+    with caplog.at_level(logging.WARNING):
+        model = prepare_longclip_model(base, keep=20, ratio=4.0)
+    assert torch.equal(model.text_model.embeddings.position_embedding.weight, table)
+    assert model.config.text_config.max_position_embeddings == 248
+    assert "already has 248 text positions" in caplog.text
 
 
 def test_keep_zero_interpolates_every_row_and_freezes_none():

@@ -11,14 +11,25 @@ import torch
 from PIL import Image
 
 from longclip_diffusers import TulipModel, TulipTextModelWithProjection, load_clip_model, load_text_encoder
+from longclip_diffusers.compat import text_transformer
 from longclip_diffusers.export import save_clip_model, save_text_encoder
-from longclip_diffusers.tiny import TINY_WORDS, tiny_clip_model, tiny_clip_tokenizer, tiny_text_encoder
+from longclip_diffusers.loading import CACHE_ENV
+from longclip_diffusers.tiny import (
+    TINY_WORDS,
+    tiny_clip_model,
+    tiny_clip_tokenizer,
+    tiny_openai_state_dict,
+    tiny_text_encoder,
+)
+from longclip_diffusers.training.data import CaptionTokens
+from longclip_diffusers.tulip import distillation
 from longclip_diffusers.tulip.distillation import (
-    CaptionTokens,
+    build_parser,
     distillation_loss,
     main,
     mean_cosine,
     student_from_teacher,
+    tulip_from_clip,
 )
 
 COMMON = ["--num-workers", "0", "--report-to", "none", "--cpu", "--seed", "0"]
@@ -68,6 +79,7 @@ def test_student_starts_from_every_teacher_weight_but_positions():
     teacher = tiny_text_encoder(True, seed=2, tokenizer=tiny_clip_tokenizer())
     student = student_from_teacher(teacher)
     assert isinstance(student, TulipTextModelWithProjection) and student.config.hidden_act == "gelu"
+    assert student.config.trained_length == student.config.max_position_embeddings == 248
     assert torch.equal(student.text_projection.weight, teacher.text_projection.weight)
     assert torch.equal(
         student.text_model.encoder.layers[1].self_attn.k_proj.weight,
@@ -83,11 +95,11 @@ def test_distillation_reaches_the_teacher_on_held_out_short_captions(tmp_path):
     held_out = CaptionTokens(tokenizer, 77)(_captions(200, 12, seed=1))
     start = mean_cosine(teacher, student_from_teacher(teacher).eval(), held_out)
 
-    main([
+    assert main([
         "distill", "--teacher", str(tmp_path / "teacher"), "--data", str(tmp_path / "captions.jsonl"),
         "--output-dir", str(tmp_path / "student"), "--batch-size", "32", "--max-steps", "400",
         "--lr", "1e-2", "--warmup-steps", "20", "--validation-size", "100", *COMMON,
-    ])
+    ]) == 0
 
     student = load_text_encoder(tmp_path / "student", with_projection=True)
     end = mean_cosine(teacher, student, held_out)
@@ -100,15 +112,40 @@ def test_distillation_reaches_the_teacher_on_held_out_short_captions(tmp_path):
     assert summary["steps"] == 400 and summary["validation"]["val/cosine"] > 0.99
 
 
+def test_an_openai_checkpoint_teacher_is_distilled_as_clip_at_77_positions(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    # a file carries no tokenizer: it converts with CLIP's special ids, so CLIP's vocabulary size
+    state = tiny_openai_state_dict(context=77, two_position_tables=False, with_vision=False, vocab_size=49408)
+    torch.save(state, tmp_path / "clip.pt")
+    tiny_clip_tokenizer().save_pretrained(tmp_path / "tokenizer")
+    _write_corpus(tmp_path / "captions.jsonl", _captions(8, 12, seed=0))
+    teachers = []
+
+    def spy(teacher, **options):
+        teachers.append(teacher)
+        return student_from_teacher(teacher, **options)
+
+    monkeypatch.setattr(distillation, "student_from_teacher", spy)
+    assert main([
+        "distill", "--teacher", str(tmp_path / "clip.pt"), "--tokenizer", str(tmp_path / "tokenizer"),
+        "--data", str(tmp_path / "captions.jsonl"), "--output-dir", str(tmp_path / "student"),
+        "--batch-size", "4", "--max-steps", "1", *COMMON,
+    ]) == 0
+    (teacher,) = teachers
+    assert teacher.config.max_position_embeddings == 77
+    table = text_transformer(teacher).embeddings.position_embedding.weight
+    torch.testing.assert_close(table, state["positional_embedding"])
+
+
 def test_distillation_resumes_to_the_same_weights(tmp_path):
     tokenizer = tiny_clip_tokenizer()
     save_text_encoder(_smooth_teacher(tokenizer), tmp_path / "teacher", tokenizer=tokenizer)
     _write_corpus(tmp_path / "captions.jsonl", _captions(200, 12, seed=0))
     run = ["distill", "--teacher", str(tmp_path / "teacher"), "--data", str(tmp_path / "captions.jsonl"),
            "--batch-size", "16", "--max-steps", "16", "--lr", "1e-2", "--warmup-steps", "2", *COMMON]
-    main([*run, "--output-dir", str(tmp_path / "whole"), "--save-every", "6"])
+    assert main([*run, "--output-dir", str(tmp_path / "whole"), "--save-every", "6"]) == 0
     # 200 captions give 12 batches of 16: the resumed run also crosses an epoch boundary
-    main([*run, "--output-dir", str(tmp_path / "resumed"), "--resume-from", str(tmp_path / "whole" / "checkpoints" / "step-6")])
+    assert main([*run, "--output-dir", str(tmp_path / "resumed"), "--resume-from", str(tmp_path / "whole" / "checkpoints" / "step-6")]) == 0
     whole = load_text_encoder(tmp_path / "whole", with_projection=True).state_dict()
     resumed = load_text_encoder(tmp_path / "resumed", with_projection=True).state_dict()
     for key, value in whole.items():
@@ -131,11 +168,11 @@ def test_expansion_trains_the_student_beside_clip_vision_and_exports_a_full_mode
         records.append({"image": f"{i}.png", "caption": caption + ". " + caption})
     (tmp_path / "pairs.json").write_text(json.dumps(records))
 
-    main([
+    assert main([
         "expand", "--student", str(tmp_path / "student"), "--base-model", str(tmp_path / "clip"),
         "--data", str(tmp_path / "pairs.json"), "--image-root", str(images), "--output-dir", str(tmp_path / "tulip"),
         "--batch-size", "4", "--max-steps", "3", "--lr", "1e-3", "--warmup-steps", "1", *COMMON,
-    ])
+    ]) == 0
 
     tulip = load_clip_model(tmp_path / "tulip")
     assert isinstance(tulip, TulipModel)
@@ -145,3 +182,29 @@ def test_expansion_trains_the_student_beside_clip_vision_and_exports_a_full_mode
     moved = tulip.text_model.encoder.layers[0].self_attn.q_proj.weight
     assert not torch.allclose(moved, teacher.text_model.encoder.layers[0].self_attn.q_proj.weight)
     torch.testing.assert_close(tulip.logit_scale, clip.logit_scale, atol=0.1, rtol=0)
+
+
+def test_expansion_starts_from_exactly_the_student_and_the_clip_vision_side():
+    tokenizer = tiny_clip_tokenizer()
+    clip = tiny_clip_model(seed=0, tokenizer=tokenizer)
+    student = student_from_teacher(tiny_text_encoder(True, seed=2, tokenizer=tokenizer))
+    weights = tulip_from_clip(clip, student).state_dict()
+    sources = {**clip.state_dict(), **student.state_dict()}
+    assert set(weights) <= set(sources)
+    for key, value in weights.items():
+        assert torch.equal(value, sources[key]), key
+
+
+def test_expansion_trains_without_pca_by_default():
+    args = build_parser().parse_args(["expand", "--student", "s", "--base-model", "b", "--data", "d.json", "--output-dir", "o"])
+    assert args.pca_dim is None and args.short_loss_weight == 1.0
+
+
+def test_distillation_on_a_missing_caption_file_is_one_error_line_and_leaves_no_output(tmp_path, capsys):
+    output = tmp_path / "student"
+    code = main(["distill", "--teacher", str(tmp_path / "teacher"), "--data", str(tmp_path / "nope.jsonl"),
+                 "--output-dir", str(output), *COMMON])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: caption file")
+    assert not output.exists()

@@ -6,6 +6,7 @@ The loss functions are pure and importable on their own::
     from longclip_diffusers.training import pcm_loss, pca_reconstruct, clip_contrastive_loss
 """
 
+from ..image_transform import ClipImageTransform
 from .checkpointing import TrainingProgress, latest_checkpoint, save_checkpoint, track_progress
 from .config import (
     add_contrastive_loss_arguments,
@@ -15,23 +16,34 @@ from .config import (
     build_longclip_parser,
     check_training_args,
 )
-from .data import CaptionBatchCollator, ImageCaptionDataset, ShardedBatchSampler
+from .data import CaptionBatchCollator, CaptionTokens, ImageCaptionDataset, ShardedBatchSampler
 from .features import ClipFeatures, ContrastiveFeatures
 from .gather import BatchLayout, gather_with_grad
-from .image_transform import ClipImageTransform
 from .loop import (
+    RunData,
     TrainResult,
     after_step,
     epoch_batches,
+    finish_run,
     make_accelerator,
     optimizer_step,
+    plan_run_data,
     prepare_run,
+    run_on_main,
+    run_then_teardown,
     run_training_steps,
     total_training_steps,
     train_contrastive,
     write_summary,
 )
-from .losses import PcmLoss, clip_contrastive_loss, grouped_pca_reconstruct, pca_reconstruct, pcm_loss
+from .losses import (
+    PcmLoss,
+    clip_contrastive_loss,
+    contrastive_logits,
+    grouped_pca_reconstruct,
+    pca_reconstruct,
+    pcm_loss,
+)
 from .model_setup import freeze_leading_positions, merge_position_table, prepare_longclip_model
 from .records import CaptionRecord, first_sentence, read_records
 from .text_encoding import encode_text, trim_to_longest
@@ -40,11 +52,13 @@ __all__ = [
     "BatchLayout",
     "CaptionBatchCollator",
     "CaptionRecord",
+    "CaptionTokens",
     "ClipFeatures",
     "ClipImageTransform",
     "ContrastiveFeatures",
     "ImageCaptionDataset",
     "PcmLoss",
+    "RunData",
     "ShardedBatchSampler",
     "TrainResult",
     "TrainingProgress",
@@ -56,8 +70,10 @@ __all__ = [
     "build_longclip_parser",
     "check_training_args",
     "clip_contrastive_loss",
+    "contrastive_logits",
     "encode_text",
     "epoch_batches",
+    "finish_run",
     "first_sentence",
     "freeze_leading_positions",
     "gather_with_grad",
@@ -68,9 +84,12 @@ __all__ = [
     "optimizer_step",
     "pca_reconstruct",
     "pcm_loss",
+    "plan_run_data",
     "prepare_longclip_model",
     "prepare_run",
     "read_records",
+    "run_on_main",
+    "run_then_teardown",
     "run_training_steps",
     "save_checkpoint",
     "total_training_steps",

@@ -2,7 +2,7 @@
 
 ``OUTPUT_DIR/checkpoints/step-N`` holds accelerate's state (model, optimizer, scheduler, RNG of
 every process) and ``progress.json`` (:class:`TrainingProgress`: step, data position, skipped
-images). The progress is plain JSON rather than an accelerate "custom object", which accelerate
+images, the loss of every step so far). The progress is plain JSON rather than an accelerate "custom object", which accelerate
 would unpickle with ``weights_only=False``. Each checkpoint is written to a temporary folder by
 every process and renamed into place once all are done, so a crash never leaves a half
 checkpoint. The final model files go to ``OUTPUT_DIR`` itself.
@@ -27,12 +27,14 @@ _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 @dataclass
 class TrainingProgress:
-    """Where a run is: saved with every checkpoint so a resume continues with the next batch."""
+    """Where a run is: saved with every checkpoint so a resume continues with the next batch
+    and its summary still holds the loss of every step."""
 
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -42,6 +44,7 @@ class TrainingProgress:
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.skipped = [tuple(item) for item in state["skipped"]]
+        self.losses = [float(loss) for loss in state["losses"]]
 
 
 def track_progress(accelerator, progress: TrainingProgress) -> None:
@@ -108,11 +111,21 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int) -> Pa
     return target
 
 
-def check_output_dir(output_dir: str | os.PathLike, overwrite: bool) -> None:
-    """Refuse, before any training, to train over a finished model unless asked to."""
-    if (Path(output_dir) / "config.json").exists() and not overwrite:
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume_from: str | None = None) -> None:
+    """Refuse, before any training, to train over a finished model, or to mix a new run's
+    checkpoints with another run's (a later ``--resume-from latest`` would pick either), unless
+    asked to."""
+    if overwrite:
+        return
+    if (Path(output_dir) / "config.json").exists():
         raise OutputExistsError(
             f"{output_dir} already holds a trained model; pick another --output-dir or pass --overwrite"
+        )
+    existing = latest_checkpoint(output_dir)
+    if existing is not None and resume_from is None:
+        raise OutputExistsError(
+            f"{output_dir} holds checkpoints of another run ({existing.name}); pass --resume-from "
+            "latest, another --output-dir, or --overwrite"
         )
 
 

@@ -53,7 +53,7 @@ def add_contrastive_loss_arguments(parser: argparse.ArgumentParser) -> None:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run")
     group.add_argument("--output-dir", required=True, help="final model goes here; checkpoints under OUTPUT_DIR/checkpoints, logs under OUTPUT_DIR/logs")
-    group.add_argument("--overwrite", action="store_true", help="replace a finished model already in OUTPUT_DIR")
+    group.add_argument("--overwrite", action="store_true", help="replace a finished model, or another run's checkpoints, already in OUTPUT_DIR")
     group.add_argument("--resume-from", default=None, help="checkpoint folder to resume from, or 'latest' (newest under OUTPUT_DIR/checkpoints)")
     group.add_argument("--save-every", type=int, default=0, help="save a resumable checkpoint every N steps (0: never)")
     group.add_argument("--seed", type=int, default=0, help="seed of the data order and of torch")
@@ -73,7 +73,7 @@ def build_longclip_parser() -> argparse.ArgumentParser:
     model.add_argument("--base-model", required=True, help="transformers CLIPModel folder or hub id, or an OpenAI-layout .pt/.safetensors file")
     model.add_argument("--tokenizer", default=None, help="tokenizer folder or hub id (default: the base model's)")
     model.add_argument("--keep", type=int, default=DEFAULT_KEEP, help=f"leading positions kept as they are and frozen (default {DEFAULT_KEEP}; 0 = plain interpolation)")
-    model.add_argument("--ratio", type=float, default=DEFAULT_RATIO, help=f"stretch ratio of the other positions (default {DEFAULT_RATIO}: 77 -> 248; 1 keeps the length)")
+    model.add_argument("--ratio", type=float, default=DEFAULT_RATIO, help=f"stretch ratio of the other positions (default {DEFAULT_RATIO}: 77 -> 248; 1 keeps the length); a base with more than 77 positions, already a Long-CLIP, is not stretched again")
     model.add_argument("--freeze-vision", action="store_true", help="train the text side only")
     add_data_arguments(parser)
     add_optimization_arguments(parser)
@@ -86,8 +86,9 @@ def check_training_args(args: argparse.Namespace) -> argparse.Namespace:
     """Fill derived defaults and refuse impossible values (each message names the fix)."""
     positive = {"batch_size": "--batch-size", "lr": "--lr", "pca_dim": "--pca-dim"}
     for name, flag in positive.items():
-        if getattr(args, name, 1) <= 0:
-            raise ValueError(f"{flag} must be positive; got {getattr(args, name)}")
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            raise ValueError(f"{flag} must be positive; got {value}")
     not_negative = {
         "weight_decay": "--weight-decay", "warmup_steps": "--warmup-steps", "save_every": "--save-every",
         "num_workers": "--num-workers", "validation_size": "--validation-size",

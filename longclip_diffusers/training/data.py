@@ -10,7 +10,7 @@ batches, in the same row order, as one process with batch P x B.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .image_transform import ClipImageTransform
+from ..image_transform import ClipImageTransform
 from .records import CaptionRecord
 
 
@@ -56,18 +56,27 @@ class ImageCaptionDataset(Dataset):
         return pixels, record.caption, record.short_caption
 
 
-class CaptionBatchCollator:
-    """Stacks images and tokenizes captions (padded to ``max_length``; the model trims)."""
+class CaptionTokens:
+    """Captions -> token ids ``[N, max_length]``, padded and cut (EOT forced last); the model
+    trims the padding (:func:`~.text_encoding.trim_to_longest`). Picklable, so it can collate
+    caption batches in DataLoader workers."""
 
-    def __init__(self, tokenizer, max_length: int, with_short: bool = True):
+    def __init__(self, tokenizer, max_length: int):
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.with_short = with_short
 
-    def _ids(self, texts: list[str]) -> torch.Tensor:
+    def __call__(self, captions: list[str]) -> torch.Tensor:
         return self.tokenizer(
-            texts, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
+            captions, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
         ).input_ids
+
+
+class CaptionBatchCollator:
+    """Stacks images and tokenizes captions with :class:`CaptionTokens`."""
+
+    def __init__(self, tokenizer, max_length: int, with_short: bool = True):
+        self._ids = CaptionTokens(tokenizer, max_length)
+        self.with_short = with_short
 
     def __call__(self, samples: list) -> dict:
         skipped = [s for s in samples if isinstance(s, Skipped)]
@@ -116,7 +125,7 @@ class ShardedBatchSampler:
             yield self.order[first : first + self.batch_size].tolist()
 
 
-def make_loader(dataset: ImageCaptionDataset, sampler: Iterable[list[int]], collator: CaptionBatchCollator, num_workers: int) -> DataLoader:
+def make_loader(dataset: Dataset | Sequence, sampler: Iterable[list[int]], collator: Callable[[list], object], num_workers: int) -> DataLoader:
     """A DataLoader that decodes in ``num_workers`` worker processes (0: in this process)."""
     return DataLoader(
         dataset,

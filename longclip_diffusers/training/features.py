@@ -18,7 +18,7 @@ from .text_encoding import encode_text
 
 
 class ClipFeatures(NamedTuple):
-    """L2-normalised features; ``short_text`` is None when short captions are not used."""
+    """L2-normalised float32 features; ``short_text`` is None when short captions are not used."""
 
     image: torch.Tensor
     long_text: torch.Tensor
@@ -44,10 +44,12 @@ class ContrastiveFeatures(nn.Module):
         long_text = encode_text(self.clip, input_ids, self.eos_token_id)
         short_text = None
         if short_input_ids is not None:
-            short_text = F.normalize(encode_text(self.clip, short_input_ids, self.eos_token_id), dim=-1)
-        return ClipFeatures(
-            F.normalize(image, dim=-1),
-            F.normalize(long_text, dim=-1),
-            short_text,
-            self.clip.logit_scale,
-        )
+            short_text = _unit(encode_text(self.clip, short_input_ids, self.eos_token_id))
+        return ClipFeatures(_unit(image), _unit(long_text), short_text, self.clip.logit_scale)
+
+
+def _unit(features: torch.Tensor) -> torch.Tensor:
+    """L2-normalised in float32, whatever precision the towers ran in: the loss's logits and
+    PCA need it (:func:`~.losses.contrastive_logits`), and casting N x E features costs
+    nothing next to the towers."""
+    return F.normalize(features.float(), dim=-1)

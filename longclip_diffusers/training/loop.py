@@ -6,7 +6,12 @@ The contrastive loop takes a ready ``CLIPModel``-like model (``get_image_feature
 accelerate: sharded
 deterministic batches, features all-gathered with gradient, the PCM loss, AdamW with warm-up
 and cosine decay, checkpoints, a progress bar, tracker logs and optional validation R@1. The
-caller exports the returned model.
+caller exports the returned model with :func:`finish_run`.
+
+Every trainer runs in the same order, so that a user error leaves ``OUTPUT_DIR`` as it was:
+arguments and output folder checked, data read and split and the step count known
+(:func:`plan_run_data`), models loaded, and only then anything written (:func:`prepare_run`
+starts the tracker). :func:`run_then_teardown` is the scripts' entry point around all of it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Callable, Iterator
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +32,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_file
+from ..errors import LongClipError
 from ..evaluation.metrics import feature_recall_at_k
-from .checkpointing import TrainingProgress, resolve_resume, save_checkpoint, track_progress
+from ..image_transform import ClipImageTransform
+from .checkpointing import (
+    CHECKPOINTS,
+    TrainingProgress,
+    publish_model,
+    resolve_resume,
+    save_checkpoint,
+    track_progress,
+)
 from .data import (
     CaptionBatchCollator,
     ImageCaptionDataset,
@@ -36,15 +52,15 @@ from .data import (
 )
 from .features import ContrastiveFeatures
 from .gather import BatchLayout, all_gather_ints, gather_with_grad
-from .image_transform import ClipImageTransform
 from .losses import pcm_loss
 from .optimization import make_optimizer, make_scheduler
-from .records import read_records
 
 logger = logging.getLogger(__name__)
 
 #: The file beside a trained model that :func:`write_summary` writes.
 SUMMARY_FILE = "training_summary.json"
+#: Errors a user fixes by changing an argument or a file: one line, not a traceback per process.
+USER_ERRORS = (ValueError, FileNotFoundError, LongClipError)
 
 
 @dataclass
@@ -74,17 +90,43 @@ def write_summary(result: TrainResult, output_dir: str | Path) -> Path:
     return path
 
 
-def make_accelerator(args: argparse.Namespace, project_name: str):
-    """An ``Accelerator`` for ``args``: mixed precision (bf16 on GPU by default), the tracker,
-    logs under ``OUTPUT_DIR/logs``; the scheduler steps once per optimizer step whatever the
-    number of processes (our step counts are global)."""
+def run_then_teardown(fn: Callable[[object], object], args: object) -> int:
+    """A training script's ``main``: ``fn(args)``, 0 when it returns. A user error
+    (:data:`USER_ERRORS`) is printed once, as ``error: <message>``, by the main process, and
+    gives 1. Either way the process group is torn down (gloo can abort at exit otherwise,
+    REFERENCE.md section 8)."""
+    try:
+        fn(args)
+    except USER_ERRORS as exc:
+        if _process_rank() == 0:
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+def _process_rank() -> int:
+    """This process's global rank, also before (or without) a process group: the launchers
+    (torchrun, accelerate launch) set ``RANK``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def make_accelerator(args: argparse.Namespace):
+    """An ``Accelerator`` for ``args``: mixed precision (bf16 on GPU by default), logs under
+    ``OUTPUT_DIR/logs`` (the tracker starts in :func:`prepare_run`, once the run is known to
+    be possible); the scheduler steps once per optimizer step whatever the number of
+    processes (our step counts are global)."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
     cpu = args.cpu or not torch.cuda.is_available()
     precision = args.mixed_precision or ("no" if cpu else "bf16")
     report_to = None if args.report_to == "none" else args.report_to
-    accelerator = Accelerator(
+    return Accelerator(
         cpu=cpu,
         mixed_precision=precision,
         log_with=report_to,
@@ -93,10 +135,22 @@ def make_accelerator(args: argparse.Namespace, project_name: str):
         ),
         step_scheduler_with_optimizer=False,
     )
-    if report_to is not None:
-        config = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in vars(args).items()}
-        accelerator.init_trackers(project_name, config=config)
-    return accelerator
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A run's items split into training and held-out ones, and the optimizer steps it makes."""
+
+    train: list
+    held_out: list
+    total_steps: int
+
+
+def plan_run_data(items: Sequence, args: argparse.Namespace, processes: int, what: str) -> RunData:
+    """Hold out the first ``--validation-size`` items, train on the rest; raises ValueError
+    when they make no full global batch (see :func:`total_training_steps`)."""
+    held_out, train = list(items[: args.validation_size]), list(items[args.validation_size :])
+    return RunData(train, held_out, total_training_steps(len(train), args, processes, what))
 
 
 def train_contrastive(
@@ -104,29 +158,31 @@ def train_contrastive(
     accelerator,
     model: nn.Module,
     tokenizer,
+    data: RunData,
     *,
     max_length: int,
     image_size: int,
+    project_name: str,
 ) -> TrainResult:
-    """Train ``model`` on ``args.data`` with the PCM loss; every process calls this."""
+    """Train ``model`` on the caption records of ``data`` (:func:`plan_run_data`) with the PCM
+    loss; every process calls this."""
     torch.manual_seed(args.seed)
-    records = read_records(args.data)
-    validation_records, train_records = records[: args.validation_size], records[args.validation_size :]
     transform = ClipImageTransform(image_size)
     use_short = args.short_loss_weight > 0
     collator = CaptionBatchCollator(tokenizer, max_length, with_short=use_short)
-    dataset = ImageCaptionDataset(train_records, args.image_root, transform)
-    total_steps = total_training_steps(len(dataset), args, accelerator.num_processes, "training pairs")
+    dataset = ImageCaptionDataset(data.train, args.image_root, transform)
     features = ContrastiveFeatures(model, tokenizer.eos_token_id)
-    features, optimizer, scheduler, progress = prepare_run(accelerator, features, model, args, total_steps)
+    features, optimizer, scheduler, progress = prepare_run(
+        accelerator, features, model, args, data.total_steps, project_name=project_name
+    )
 
     def validate(step: int) -> dict[str, float]:
-        return _validate(args, accelerator, features, validation_records, collator, transform, step)
+        return _validate(args, accelerator, features, data.held_out, collator, transform, step)
 
     losses, validation = run_training_steps(
         accelerator, args, progress, scheduler, epoch_batches(dataset, collator, args, accelerator, progress),
         lambda batch: _train_step(args, accelerator, features, optimizer, scheduler, batch, progress),
-        total_steps, desc="training", validate=validate if validation_records else None,
+        data.total_steps, desc="training", validate=validate if data.held_out else None,
     )
     if progress.skipped:
         accelerator.print(
@@ -154,17 +210,32 @@ def total_training_steps(num_samples: int, args: argparse.Namespace, processes: 
     return args.max_steps or args.epochs * per_epoch
 
 
-def prepare_run(accelerator, module: nn.Module, trained: nn.Module, args: argparse.Namespace, total_steps: int):
-    """AdamW on ``trained``'s parameters and the warm-up + cosine schedule; ``module`` (what the
+def prepare_run(
+    accelerator,
+    module: nn.Module,
+    trained: nn.Module,
+    args: argparse.Namespace,
+    total_steps: int,
+    *,
+    project_name: str,
+):
+    """The start of the run, once data and models are ready: ``--resume-from`` resolved, the
+    tracker (``--report-to``) started as ``project_name`` with ``args`` as its hyper-parameters,
+    AdamW on ``trained``'s parameters and the warm-up + cosine schedule; ``module`` (what the
     forward runs through, holding ``trained``), optimizer and scheduler prepared by accelerate;
-    a :class:`TrainingProgress` saved with every checkpoint; the state of ``--resume-from``
-    loaded. Returns ``(module, optimizer, scheduler, progress)``."""
+    a :class:`TrainingProgress` saved with every checkpoint; the resumed state loaded.
+    Returns ``(module, optimizer, scheduler, progress)``."""
+    resume = resolve_resume(args.resume_from, args.output_dir)
+    if resume is None and args.resume_from == "latest":
+        accelerator.print(f"no checkpoint under {Path(args.output_dir) / CHECKPOINTS}; starting from step 0")
+    if args.report_to != "none":
+        config = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in vars(args).items()}
+        accelerator.init_trackers(project_name, config=config)
     optimizer = make_optimizer(trained, args.lr, args.weight_decay, tuple(args.adam_betas), args.adam_eps)
     scheduler = make_scheduler(optimizer, args.warmup_steps, total_steps)
     module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
     progress = TrainingProgress()
     track_progress(accelerator, progress)
-    resume = resolve_resume(args.resume_from, args.output_dir)
     if resume is not None:
         accelerator.load_state(str(resume))
         accelerator.print(f"resumed from {resume} at step {progress.step}")
@@ -193,33 +264,34 @@ def run_training_steps(
     progress: TrainingProgress,
     scheduler,
     batches: Iterator,
-    train_step: Callable[[object], float | None],
+    train_step: Callable[[object], dict[str, float] | None],
     total_steps: int,
     *,
     desc: str,
     validate: Callable[[int], dict[str, float]] | None = None,
 ) -> tuple[list[float], dict[str, float]]:
     """Call ``train_step(batch)`` on ``batches`` (closed at the end) until ``progress.step``
-    reaches ``total_steps``. ``train_step`` makes one optimizer step and returns its global loss,
-    or None when the batch was skipped. After each step the :func:`after_step` bookkeeping runs,
-    and ``validate(step)`` every ``--validate-every`` steps and once at the end (unless it just
-    ran). Returns the losses and the last validation metrics."""
-    losses: list[float] = []
+    reaches ``total_steps``. ``train_step`` makes one optimizer step and returns its tracker
+    values (``train/loss``, the global loss, and any parts of it), or None when the batch was
+    skipped. After each step the :func:`after_step` bookkeeping runs, and ``validate(step)``
+    every ``--validate-every`` steps and once at the end (unless it just ran). Returns the
+    loss of every step of the run (before a resume too: they are kept in ``progress``) and
+    the last validation metrics."""
     validation: dict[str, float] = {}
     bar = tqdm(total=total_steps, initial=progress.step, desc=desc, disable=not accelerator.is_local_main_process)
     with contextlib.closing(batches):
         while progress.step < total_steps:
-            loss = train_step(next(batches))
-            if loss is None:
+            values = train_step(next(batches))
+            if values is None:
                 continue
-            losses.append(loss)
-            after_step(accelerator, args, progress, scheduler, bar, loss, total_steps)
+            progress.losses.append(values["train/loss"])
+            after_step(accelerator, args, progress, scheduler, bar, values, total_steps)
             if validate is not None and args.validate_every and progress.step % args.validate_every == 0:
                 validation = validate(progress.step)
     bar.close()
     if validate is not None and not (args.validate_every and progress.step % args.validate_every == 0):
         validation = validate(progress.step)
-    return losses, validation
+    return list(progress.losses), validation
 
 
 def optimizer_step(accelerator, loss: torch.Tensor, optimizer, scheduler, progress: TrainingProgress) -> None:
@@ -231,19 +303,62 @@ def optimizer_step(accelerator, loss: torch.Tensor, optimizer, scheduler, progre
     progress.step += 1
 
 
-def after_step(accelerator, args: argparse.Namespace, progress: TrainingProgress, scheduler, bar, loss: float, total_steps: int) -> None:
-    """The bookkeeping after an optimizer step: progress bar, tracker log every ``--log-every``
-    steps (and at the last), checkpoint every ``--save-every`` steps."""
+def after_step(
+    accelerator,
+    args: argparse.Namespace,
+    progress: TrainingProgress,
+    scheduler,
+    bar,
+    values: dict[str, float],
+    total_steps: int,
+) -> None:
+    """The bookkeeping after an optimizer step: progress bar, tracker log of ``values`` and the
+    learning rate every ``--log-every`` steps (and at the last), checkpoint every
+    ``--save-every`` steps."""
     bar.update(1)
-    bar.set_postfix(loss=f"{loss:.4f}")
+    bar.set_postfix(loss=f"{values['train/loss']:.4f}")
     if progress.step % args.log_every == 0 or progress.step == total_steps:
-        accelerator.log({"train/loss": loss, "train/lr": scheduler.get_last_lr()[0]}, step=progress.step)
+        accelerator.log({**values, "train/lr": scheduler.get_last_lr()[0]}, step=progress.step)
     if args.save_every and progress.step % args.save_every == 0:
         save_checkpoint(accelerator, args.output_dir, progress.step)
 
 
-def _train_step(args, accelerator, features, optimizer, scheduler, batch, progress) -> float | None:
-    """One optimizer step on the global batch; None when some process has no usable image."""
+def run_on_main(accelerator, module: nn.Module, evaluate: Callable[[nn.Module], dict[str, float]], step: int) -> dict[str, float]:
+    """``evaluate`` on the main process only, given the unwrapped ``module`` in eval mode and
+    without gradients; its metrics are logged and printed at ``step``, the module's mode is
+    restored, and the other processes wait (and get no metrics)."""
+    metrics: dict[str, float] = {}
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(module)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            metrics = evaluate(model)
+        model.train(was_training)
+        if metrics:
+            accelerator.log(metrics, step=step)
+            accelerator.print(f"validation at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+def finish_run(accelerator, result: TrainResult, export: Callable[[nn.Module, Path], object], output_dir) -> TrainResult:
+    """The end of every trainer: on the main process, the trained model in float32 and eval
+    mode is written by ``export(model, folder)`` and published into ``output_dir`` with
+    ``training_summary.json``; then the run ends on every process."""
+    if accelerator.is_main_process:
+        trained = result.model.to(torch.float32).eval()
+        publish_model(lambda folder: export(trained, folder), output_dir)
+        write_summary(result, output_dir)
+        accelerator.print(f"saved the trained model to {output_dir}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return result
+
+
+def _train_step(args, accelerator, features, optimizer, scheduler, batch, progress) -> dict[str, float] | None:
+    """One optimizer step on the global batch: the global loss and its long and short parts;
+    None when some process has no usable image."""
     from accelerate.utils import gather_object
 
     counts = all_gather_ints([batch["size"], len(batch["skipped"])], accelerator.device)
@@ -269,14 +384,19 @@ def _train_step(args, accelerator, features, optimizer, scheduler, batch, progre
         pca_group_sizes=layout.sizes if args.pca_scope == "local" else None,
     )
     optimizer_step(accelerator, loss.total, optimizer, scheduler, progress)
-    # each process holds the mean over its rows: weight by rows for the global mean
-    weighted = loss.total.detach().float() * layout.sizes[layout.rank]
-    total = accelerator.reduce(weighted, reduction="sum").item() / layout.total
-    if not math.isfinite(total):
+    parts = {"train/loss": loss.total, "train/long_loss": loss.long}
+    if loss.short is not None:
+        parts["train/short_loss"] = loss.short
+    # each process holds the means over its rows: weight by rows for the global means
+    weighted = torch.stack([part.detach().float() for part in parts.values()]) * layout.sizes[layout.rank]
+    means = (accelerator.reduce(weighted, reduction="sum") / layout.total).tolist()
+    values = dict(zip(parts, means))
+    if not math.isfinite(values["train/loss"]):
         raise FloatingPointError(
-            f"the loss became {total} at step {progress.step}; lower --lr or use --mixed-precision bf16 instead of fp16"
+            f"the loss became {values['train/loss']} at step {progress.step}; lower --lr or use "
+            "--mixed-precision bf16 instead of fp16"
         )
-    return total
+    return values
 
 
 def _model_inputs(batch: dict, device) -> tuple:
@@ -288,15 +408,11 @@ def _model_inputs(batch: dict, device) -> tuple:
     )
 
 
-@torch.no_grad()
 def _validate(args, accelerator, features, records, collator, transform, step) -> dict[str, float]:
-    """Retrieval R@1 on the held-out pairs (long and short captions, both directions), computed
-    on the main process and logged; other processes wait."""
-    metrics: dict[str, float] = {}
-    if accelerator.is_main_process:
-        model = accelerator.unwrap_model(features)
-        was_training = model.training
-        model.eval()
+    """Retrieval R@1 on the held-out pairs (long and short captions, both directions), on the
+    main process (:func:`run_on_main`)."""
+
+    def retrieval(model: nn.Module) -> dict[str, float]:
         dataset = ImageCaptionDataset(records, args.image_root, transform)
         sampler = [list(range(i, min(i + args.batch_size, len(dataset)))) for i in range(0, len(dataset), args.batch_size)]
         parts: dict[str, list[torch.Tensor]] = {"image": [], "long": [], "short": []}
@@ -305,11 +421,11 @@ def _validate(args, accelerator, features, records, collator, transform, step) -
                 continue
             with accelerator.autocast():
                 out = model(*_model_inputs(batch, accelerator.device))
-            parts["image"].append(out.image.float())
-            parts["long"].append(out.long_text.float())
+            parts["image"].append(out.image)
+            parts["long"].append(out.long_text)
             if out.short_text is not None:
-                parts["short"].append(out.short_text.float())
-        model.train(was_training)
+                parts["short"].append(out.short_text)
+        metrics: dict[str, float] = {}
         if parts["image"]:
             images = torch.cat(parts["image"])
             own = torch.arange(len(images))
@@ -318,7 +434,6 @@ def _validate(args, accelerator, features, records, collator, transform, step) -
                     recall = feature_recall_at_k(images, torch.cat(parts[name]), own, ks=(1,))
                     metrics[f"val/{name}_i2t_r1"] = recall["image_to_text"]["R@1"]
                     metrics[f"val/{name}_t2i_r1"] = recall["text_to_image"]["R@1"]
-            accelerator.log(metrics, step=step)
-            accelerator.print("validation R@1: " + ", ".join(f"{k[4:]} {v:.3f}" for k, v in metrics.items()))
-    accelerator.wait_for_everyone()
-    return metrics
+        return metrics
+
+    return run_on_main(accelerator, features, retrieval, step)

@@ -38,19 +38,22 @@ def pca_reconstruct(features: torch.Tensor, dim: int = DEFAULT_PCA_DIM) -> torch
     Centred data has rank at most ``N - 1``, so with ``N <= dim + 1`` rows (or ``D <= dim``) the
     reconstruction is exact and the input is returned as it is: this is why the released
     per-GPU PCA is a no-op at 33 samples or fewer per GPU.
+
+    The result is in at least float32, like the logits it feeds (:func:`contrastive_logits`).
     """
     if dim < 1:
         raise ValueError(f"pca dim must be at least 1; got {dim}")
-    rows, width = features.shape
-    if rows <= dim + 1 or width <= dim:
-        return features
     # SVD in at least float32: half-precision SVD is unsupported or inaccurate on every backend.
     x = features.to(torch.promote_types(features.dtype, torch.float32))
-    mean = x.mean(dim=0, keepdim=True)
-    centred = x - mean
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-    components = vh[:dim].T
-    return ((centred @ components) @ components.T + mean).to(features.dtype)
+    rows, width = x.shape
+    if rows <= dim + 1 or width <= dim:
+        return x
+    with torch.autocast(x.device.type, enabled=False):
+        mean = x.mean(dim=0, keepdim=True)
+        centred = x - mean
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        components = vh[:dim].T
+        return (centred @ components) @ components.T + mean
 
 
 def grouped_pca_reconstruct(
@@ -68,6 +71,18 @@ def grouped_pca_reconstruct(
             f"PCA group sizes {list(group_sizes)} do not add up to the {features.shape[0]} rows"
         )
     return torch.cat([pca_reconstruct(chunk, dim) for chunk in features.split(list(group_sizes))])
+
+
+def contrastive_logits(
+    features: torch.Tensor, others: torch.Tensor, logit_scale: torch.Tensor, rows: slice | None = None
+) -> torch.Tensor:
+    """``exp(logit_scale) * features[rows] @ others.T`` in at least float32, autocast or not:
+    at a scale of 100, bfloat16's 8-bit mantissa rounds away the logit gaps between similar
+    captions that the softmax is trained on."""
+    dtype = torch.promote_types(features.dtype, torch.float32)
+    rows = rows if rows is not None else slice(0, features.shape[0])
+    with torch.autocast(features.device.type, enabled=False):
+        return logit_scale.to(dtype).exp() * features[rows].to(dtype) @ others.to(dtype).T
 
 
 def clip_contrastive_loss(
@@ -89,17 +104,12 @@ def clip_contrastive_loss(
             f"{tuple(text_features.shape)} must have the same shape (one caption per image)"
         )
     rows = rows if rows is not None else slice(0, image_features.shape[0])
-    scale = logit_scale.exp()
-    image_logits = scale * image_features[rows] @ text_features.T
-    text_logits = scale * text_features[rows] @ image_features.T
+    image_logits = contrastive_logits(image_features, text_features, logit_scale, rows)
+    text_logits = contrastive_logits(text_features, image_features, logit_scale, rows)
     targets = torch.arange(image_features.shape[0], device=image_features.device)[rows]
     count = max(targets.numel(), 1)
-    image_loss = F.cross_entropy(
-        image_logits.float(), targets, label_smoothing=label_smoothing, reduction="sum"
-    )
-    text_loss = F.cross_entropy(
-        text_logits.float(), targets, label_smoothing=label_smoothing, reduction="sum"
-    )
+    image_loss = F.cross_entropy(image_logits, targets, label_smoothing=label_smoothing, reduction="sum")
+    text_loss = F.cross_entropy(text_logits, targets, label_smoothing=label_smoothing, reduction="sum")
     return (image_loss + text_loss) / (2 * count)
 
 
@@ -109,7 +119,7 @@ def pcm_loss(
     short_text_features: torch.Tensor | None,
     logit_scale: torch.Tensor,
     *,
-    pca_dim: int = DEFAULT_PCA_DIM,
+    pca_dim: int | None = DEFAULT_PCA_DIM,
     short_weight: float = DEFAULT_SHORT_LOSS_WEIGHT,
     label_smoothing: float = DEFAULT_LABEL_SMOOTHING,
     rows: slice | None = None,
@@ -118,14 +128,16 @@ def pcm_loss(
     """Long-CLIP's loss: ``clip(I, T_long) + short_weight * clip(PCA(I), T_short)``.
 
     Features are L2-normalised by the caller. ``short_weight = 0`` (or no short features)
-    trains on long captions only. ``pca_group_sizes`` is None for the PCA over the global
-    batch, the per-process batch sizes for the released per-process PCA.
+    trains on long captions only. ``pca_dim=None`` scores the short captions against the image
+    features themselves (TULIP's stage 2: plain long + short contrastive loss).
+    ``pca_group_sizes`` is None for the PCA over the global batch, the per-process batch sizes
+    for the released per-process PCA.
     """
     long = clip_contrastive_loss(
         image_features, long_text_features, logit_scale, label_smoothing, rows
     )
     if short_weight == 0 or short_text_features is None:
         return PcmLoss(long, long, None)
-    coarse = grouped_pca_reconstruct(image_features, pca_dim, pca_group_sizes)
+    coarse = image_features if pca_dim is None else grouped_pca_reconstruct(image_features, pca_dim, pca_group_sizes)
     short = clip_contrastive_loss(coarse, short_text_features, logit_scale, label_smoothing, rows)
     return PcmLoss(long + short_weight * short, long, short)

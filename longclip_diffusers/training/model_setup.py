@@ -1,6 +1,10 @@
 """The model Long-CLIP fine-tuning starts from: a stretched base whose first ``keep`` text
 positions cannot move (REFERENCE.md sections 2 and 3).
 
+Only a base with CLIP's short context (at most 77 positions) is stretched. A longer base is
+already a Long-CLIP (e.g. ``longclip-L.pt``, 248 rows): stretching it again would give 932 rows
+that no released model or tokenizer uses, so it keeps its table and is fine-tuned as it is.
+
 The frozen rows are a separate, non-trainable tensor rather than a gradient mask: AdamW's
 decoupled weight decay would still shrink masked rows every step. For export the two parts are
 merged back into one plain position table, so the saved model is an ordinary ``CLIPModel``.
@@ -8,14 +12,18 @@ merged back into one plain position table, so the saved model is an ordinary ``C
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..compat import text_transformer
+from ..compat import text_config, text_transformer
+from ..openai_layout import OPENAI_CONTEXT_LENGTH
 from ..stretch import stretch_text_encoder
+
+logger = logging.getLogger(__name__)
 
 #: Long-CLIP resets the temperature to CLIP's initial 100 before fine-tuning (REFERENCE.md s. 3).
 INITIAL_LOGIT_SCALE = math.log(100.0)
@@ -66,10 +74,19 @@ def prepare_longclip_model(
     gradient_checkpointing: bool = False,
 ) -> nn.Module:
     """Turn a loaded ``CLIPModel`` into Long-CLIP's starting point (in place): SDPA attention,
-    knowledge-preserved stretching, logit scale ln(100), rows ``< keep`` frozen, everything
-    else trainable (the vision tower too unless ``freeze_vision``)."""
+    knowledge-preserved stretching of a base with at most 77 positions (a longer base is
+    already stretched and keeps its table), logit scale ln(100), rows ``< keep`` frozen,
+    everything else trainable (the vision tower too unless ``freeze_vision``)."""
     model.set_attn_implementation("sdpa")
-    stretch_text_encoder(model, keep=keep, ratio=ratio)
+    positions = text_config(model).max_position_embeddings
+    if positions <= OPENAI_CONTEXT_LENGTH:
+        stretch_text_encoder(model, keep=keep, ratio=ratio)
+    else:
+        logger.warning(
+            "the base already has %d text positions (more than CLIP's %d): not stretched again, "
+            "ratio %g unused; rows < %d frozen",
+            positions, OPENAI_CONTEXT_LENGTH, ratio, keep,
+        )
     model.requires_grad_(True)
     with torch.no_grad():
         model.logit_scale.fill_(INITIAL_LOGIT_SCALE)

@@ -21,20 +21,24 @@ from torch import nn
 from transformers import CLIPModel, CLIPTextModelWithProjection
 
 from ..compat import text_config
+from ..convert import build_without_init
 from ..export import save_clip_model, save_text_encoder
 from ..loading import load_clip_model, load_text_encoder, load_tokenizer
-from ..training.checkpointing import check_output_dir, publish_model
+from ..training.checkpointing import check_output_dir
 from ..training.config import add_data_arguments, add_optimization_arguments, add_run_arguments, check_training_args
+from ..training.data import CaptionTokens
 from ..training.loop import (
     TrainResult,
     epoch_batches,
+    finish_run,
     make_accelerator,
     optimizer_step,
+    plan_run_data,
     prepare_run,
+    run_on_main,
+    run_then_teardown,
     run_training_steps,
-    total_training_steps,
     train_contrastive,
-    write_summary,
 )
 from ..training.records import read_records
 from ..training.text_encoding import trim_to_longest
@@ -57,9 +61,14 @@ def student_from_teacher(
     max_position_embeddings: int = STUDENT_CONTEXT_LENGTH,
 ) -> TulipTextModelWithProjection:
     """The RoPE student initialised with every teacher weight but the position table (paper
-    section 3.3). ``hidden_act`` defaults to exact GELU, what the released RoPE tower runs."""
+    section 3.3). ``hidden_act`` defaults to exact GELU, what the released RoPE tower runs.
+    ``max_position_embeddings`` is also recorded as the ``trained_length`` NTK scaling starts
+    from: stage 2 trains at it (REFERENCE.md section 4)."""
     config = tulip_text_config_from_clip(
-        text_config(teacher), hidden_act=hidden_act, max_position_embeddings=max_position_embeddings
+        text_config(teacher),
+        hidden_act=hidden_act,
+        max_position_embeddings=max_position_embeddings,
+        trained_length=max_position_embeddings,
     )
     student = TulipTextModelWithProjection(config)
     weights = {key: value for key, value in teacher.state_dict().items() if ".position_" not in key}
@@ -94,19 +103,6 @@ class DistillationPair(nn.Module):
         return distillation_loss(teacher, self.student(input_ids).text_embeds)
 
 
-class CaptionTokens:
-    """Collate captions into token ids padded and cut to ``max_length`` (EOT forced last)."""
-
-    def __init__(self, tokenizer, max_length: int):
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-
-    def __call__(self, captions: list[str]) -> torch.Tensor:
-        return self.tokenizer(
-            captions, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).input_ids
-
-
 @torch.no_grad()
 def mean_cosine(teacher: nn.Module, student: nn.Module, input_ids: torch.Tensor) -> float:
     """Mean teacher-student cosine similarity of projected text features (1 = distilled)."""
@@ -119,10 +115,13 @@ def distill_tulip(args: argparse.Namespace) -> TrainResult:
     """Stage 1 for parsed ``args`` (see :func:`build_distill_parser`); every process calls it.
     The main process writes the student (a TULIP text encoder with projection, tokenizer at the
     student's length) and ``training_summary.json`` into ``args.output_dir``."""
-    check_output_dir(args.output_dir, args.overwrite)
-    accelerator = make_accelerator(args, project_name="tulip-distill")
+    check_output_dir(args.output_dir, args.overwrite, args.resume_from)
+    accelerator = make_accelerator(args)
+    captions = [record.caption for record in read_records(args.data)]
+    data = plan_run_data(captions, args, accelerator.num_processes, "training captions")
     torch.manual_seed(args.seed)
-    teacher = load_text_encoder(args.teacher, with_projection=True)
+    # a plain OpenAI CLIP file stays at 77 positions: the teacher is CLIP, not a stretched CLIP
+    teacher = load_text_encoder(args.teacher, with_projection=True, stretch=False)
     if text_config(teacher).max_position_embeddings < args.context_length:
         raise ValueError(
             f"the teacher has {text_config(teacher).max_position_embeddings} positions, fewer than "
@@ -134,44 +133,33 @@ def distill_tulip(args: argparse.Namespace) -> TrainResult:
         student.gradient_checkpointing_enable()
     tokenizer = load_tokenizer(args.tokenizer or args.teacher, model_max_length=args.context_length)
     collate = CaptionTokens(tokenizer, args.context_length)
-    captions = [record.caption for record in read_records(args.data)]
-    held_out, captions = captions[: args.validation_size], captions[args.validation_size :]
-    total_steps = total_training_steps(len(captions), args, accelerator.num_processes, "training captions")
     pair, optimizer, scheduler, progress = prepare_run(
-        accelerator, DistillationPair(teacher, student).train(), student, args, total_steps
+        accelerator, DistillationPair(teacher, student).train(), student, args, data.total_steps,
+        project_name="tulip-distill",
     )
 
-    def distillation_step(input_ids: torch.Tensor) -> float:
+    def distillation_step(input_ids: torch.Tensor) -> dict[str, float]:
         with accelerator.autocast():
             loss = pair(input_ids.to(accelerator.device))
         optimizer_step(accelerator, loss, optimizer, scheduler, progress)
-        return accelerator.reduce(loss.detach().float(), reduction="mean").item()
+        return {"train/loss": accelerator.reduce(loss.detach().float(), reduction="mean").item()}
+
+    def held_out_cosine(unwrapped: DistillationPair) -> dict[str, float]:
+        ids = collate(data.held_out).to(accelerator.device)
+        return {"val/cosine": mean_cosine(unwrapped.teacher, unwrapped.student, ids)}
 
     def validate(step: int) -> dict[str, float]:
-        return _validate(accelerator, pair, held_out, collate, step)
+        return run_on_main(accelerator, pair, held_out_cosine, step)
 
     losses, validation = run_training_steps(
-        accelerator, args, progress, scheduler, epoch_batches(captions, collate, args, accelerator, progress),
-        distillation_step, total_steps, desc="distilling", validate=validate if held_out else None,
+        accelerator, args, progress, scheduler, epoch_batches(data.train, collate, args, accelerator, progress),
+        distillation_step, data.total_steps, desc="distilling", validate=validate if data.held_out else None,
     )
     result = TrainResult(model=accelerator.unwrap_model(pair).student, steps=progress.step, losses=losses, validation=validation)
     tokenizer.model_max_length = args.student_length
-    return _finish(accelerator, result, save_text_encoder, tokenizer, args.output_dir)
-
-
-def _validate(accelerator, pair, captions: list[str], collate: CaptionTokens, step: int) -> dict[str, float]:
-    """Held-out teacher-student cosine, on the main process (others wait)."""
-    metrics: dict[str, float] = {}
-    if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(pair)
-        was_training = unwrapped.training
-        ids = collate(captions).to(accelerator.device)
-        metrics["val/cosine"] = mean_cosine(unwrapped.teacher, unwrapped.student.eval(), ids)
-        unwrapped.train(was_training)
-        accelerator.log(metrics, step=step)
-        accelerator.print(f"held-out teacher-student cosine at step {step}: {metrics['val/cosine']:.4f}")
-    accelerator.wait_for_everyone()
-    return metrics
+    return finish_run(
+        accelerator, result, lambda student, folder: save_text_encoder(student, folder, tokenizer=tokenizer), args.output_dir
+    )
 
 
 def tulip_from_clip(clip: CLIPModel, student: TulipTextModelWithProjection) -> TulipModel:
@@ -188,22 +176,21 @@ def tulip_from_clip(clip: CLIPModel, student: TulipTextModelWithProjection) -> T
             f"the student projects to {student.config.projection_dim} features, the CLIP model's "
             f"images to {clip.config.projection_dim}; distil from the text tower of this CLIP model"
         )
-    model = TulipModel(config).to(dtype=clip.dtype)
-    model.text_model.load_state_dict(student.text_model.state_dict())
-    model.text_projection.load_state_dict(student.text_projection.state_dict())
-    model.vision_model.load_state_dict(clip.vision_model.state_dict())
-    model.visual_projection.load_state_dict(clip.visual_projection.state_dict())
-    with torch.no_grad():
-        model.logit_scale.copy_(clip.logit_scale)
-    return model
+    # every weight is loaded next, strictly: no random initialisation of a whole CLIP first
+    model = build_without_init(TulipModel, config)
+    kept = ("vision_model.", "visual_projection.", "logit_scale")
+    weights = {**student.state_dict(), **{k: v for k, v in clip.state_dict().items() if k.startswith(kept)}}
+    model.load_state_dict(weights, strict=True)
+    return model.to(dtype=clip.dtype)
 
 
 def expand_tulip(args: argparse.Namespace) -> TrainResult:
     """Stage 2 for parsed ``args`` (see :func:`build_expand_parser`), on the Long-CLIP trainer's
     loop; the main process writes a full :class:`TulipModel` (with image-processor config and
     tokenizer at ``--max-length``) and ``training_summary.json`` into ``args.output_dir``."""
-    check_output_dir(args.output_dir, args.overwrite)
-    accelerator = make_accelerator(args, project_name="tulip-expand")
+    check_output_dir(args.output_dir, args.overwrite, args.resume_from)
+    accelerator = make_accelerator(args)
+    data = plan_run_data(read_records(args.data), args, accelerator.num_processes, "training pairs")
     student = load_text_encoder(args.student, with_projection=True)
     if not isinstance(student, TulipTextModelWithProjection):
         raise ValueError(f"--student {args.student} is not a TULIP text encoder; pass stage 1's output folder")
@@ -215,27 +202,14 @@ def expand_tulip(args: argparse.Namespace) -> TrainResult:
         model.visual_projection.requires_grad_(False)
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    # TULIP's loss is plain long + short contrastive: a PCA keeping as many components as the
-    # features have is the identity (training.losses.pca_reconstruct)
-    args.pca_dim = model.config.projection_dim
     tokenizer = load_tokenizer(args.tokenizer or args.student, model_max_length=args.max_length)
     result = train_contrastive(
-        args, accelerator, model, tokenizer,
-        max_length=args.max_length, image_size=model.config.vision_config.image_size,
+        args, accelerator, model, tokenizer, data,
+        max_length=args.max_length, image_size=model.config.vision_config.image_size, project_name="tulip-expand",
     )
-    return _finish(accelerator, result, save_clip_model, tokenizer, args.output_dir)
-
-
-def _finish(accelerator, result: TrainResult, save, tokenizer, output_dir) -> TrainResult:
-    """On the main process, publish the float32 model with ``save`` (and the tokenizer) and
-    ``training_summary.json`` as the Long-CLIP trainer writes it; then end the run everywhere."""
-    if accelerator.is_main_process:
-        trained = result.model.to(torch.float32).eval()
-        publish_model(lambda folder: save(trained, folder, tokenizer=tokenizer), output_dir)
-        write_summary(result, output_dir)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return result
+    return finish_run(
+        accelerator, result, lambda tulip, folder: save_clip_model(tulip, folder, tokenizer=tokenizer), args.output_dir
+    )
 
 
 def build_distill_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -268,7 +242,8 @@ def build_expand_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add_data_arguments(parser)
     add_optimization_arguments(parser, lr=1e-5, weight_decay=0.1, warmup_steps=1000, batch_size=1280)
     add_run_arguments(parser)
-    parser.set_defaults(pca_scope="global", stage=expand_tulip)
+    # TULIP's loss is plain long + short contrastive: no PCA of the image features
+    parser.set_defaults(pca_dim=None, pca_scope="global", stage=expand_tulip)
     return parser
 
 
@@ -284,12 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Script entry point: run a stage, then tear the process group down (gloo can abort at
-    exit otherwise, REFERENCE.md section 8)."""
+    """Script entry point (:func:`~longclip_diffusers.training.loop.run_then_teardown`): 0 once
+    the stage is trained, 1 and one line on a user error."""
+    return run_then_teardown(_run_stage, argv)
+
+
+def _run_stage(argv: Sequence[str] | None) -> TrainResult:
     args = check_training_args(build_parser().parse_args(argv))
-    try:
-        args.stage(args)
-    finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return 0
+    return args.stage(args)
