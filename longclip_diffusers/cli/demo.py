@@ -11,7 +11,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from ..defaults import DEFAULT_LONG_CLIP, DEFAULT_PIPELINE
+from .options import add_model_sources
 
 #: Where the app lives in a source checkout (the demo is not part of the installed package,
 #: so that the library does not depend on gradio).
@@ -20,19 +20,7 @@ APP_PATH = Path(__file__).resolve().parents[2] / "demos" / "gradio_app.py"
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The demo's flags: models, network binding and sharing."""
-    parser.add_argument(
-        "--pipeline",
-        default=DEFAULT_PIPELINE,
-        metavar="ID_OR_DIR",
-        help="diffusers SD1.5 or SDXL pipeline: hub id or local directory (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--long-clip",
-        default=DEFAULT_LONG_CLIP,
-        metavar="SRC",
-        help="Long-CLIP / TULIP text encoder: hub id, checkpoint file or directory "
-        "(default: %(default)s)",
-    )
+    add_model_sources(parser)
     parser.add_argument(
         "--tiny-random",
         action="store_true",

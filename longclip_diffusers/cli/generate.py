@@ -9,13 +9,13 @@ import torch
 
 from ..atomic import atomic_write_file
 from ..comparison_sheet import side_by_side
-from ..defaults import DEFAULT_LONG_CLIP, DEFAULT_PIPELINE
 from ..devices import default_device, inference_dtype
 from ..loading import resolve_pipeline
 from ..pipeline_layout import detect_layout
 from ..pipeline_patch import apply_long_clip, long_clip_pair
 from ..recipes import RECIPES
 from ..tokens import token_report
+from .options import add_model_sources
 
 
 def register(subparsers) -> None:
@@ -28,19 +28,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--prompt", required=True, help="the prompt (up to 246 tokens are read)")
     parser.add_argument("--negative-prompt", default=None, help="what the image should not show")
-    parser.add_argument(
-        "--pipeline",
-        default=DEFAULT_PIPELINE,
-        metavar="ID_OR_DIR",
-        help="diffusers SD1.5 or SDXL pipeline: hub id or local directory (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--long-clip",
-        default=DEFAULT_LONG_CLIP,
-        metavar="SRC",
-        help="Long-CLIP-L text encoder: hub id, .pt/.safetensors checkpoint or transformers "
-        "directory (default: %(default)s)",
-    )
+    add_model_sources(parser)
     parser.add_argument("--steps", type=int, default=30, help="denoising steps (default: %(default)s)")
     parser.add_argument(
         "--guidance", type=float, default=None, help="guidance scale (default: the pipeline's, 7.5 or 5.0)"

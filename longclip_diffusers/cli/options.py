@@ -1,11 +1,13 @@
-"""Parser pieces the ``convert`` and ``stretch`` sub-commands share: ``SRC OUT``, output options,
-``--keep``/``--ratio`` (checked by argparse, so a bad value fails before any model is loaded)."""
+"""Parser pieces the sub-commands share: ``SRC OUT``, output options, ``--keep``/``--ratio``
+(checked by argparse, so a bad value fails before any model is loaded) for ``convert`` and
+``stretch``; the model sources for ``generate`` and ``demo``."""
 
 from __future__ import annotations
 
 import argparse
 import math
 
+from ..defaults import DEFAULT_LONG_CLIP, DEFAULT_PIPELINE
 from ..export import DTYPES
 from ..loading import DEFAULT_TOKENIZER
 from ..stretch import DEFAULT_KEEP, DEFAULT_RATIO
@@ -83,3 +85,20 @@ def positive_ratio(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"the ratio must be a finite number above 0; got {text}")
     return value
+
+
+def add_model_sources(parser: argparse.ArgumentParser) -> None:
+    """``--pipeline`` and ``--long-clip``, with the default hub ids."""
+    parser.add_argument(
+        "--pipeline",
+        default=DEFAULT_PIPELINE,
+        metavar="ID_OR_DIR",
+        help="diffusers SD1.5 or SDXL pipeline: hub id or local directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--long-clip",
+        default=DEFAULT_LONG_CLIP,
+        metavar="SRC",
+        help="Long-CLIP or TULIP text encoder: hub id, .pt/.safetensors checkpoint or transformers "
+        "directory (default: %(default)s)",
+    )
