@@ -6,7 +6,7 @@ MLP 5120, 695M parameters), both with 248 positions (a pass over 77 tokens costs
 77-position model: the table size does not enter the compute). One SDXL prompt encoding is both
 encoders' penultimate hidden states concatenated (768 + 1280 = 2048) plus bigG's pooled
 projection (REFERENCE.md section 6), with diffusers' standard read-out from
-``longclip_diffusers.recipes``. Three ways to encode a prompt of 246 content tokens:
+``longclip_diffusers.drop_in.layer_recipes``. Three ways to encode a prompt of 246 content tokens:
 
   (a) stock: cut to 77 tokens (75 content + start/end), everything after is lost;
   (b) Long-CLIP: all 248 tokens in one pass;
@@ -45,8 +45,8 @@ from pathlib import Path
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from longclip_diffusers.atomic import atomic_write_file
-from longclip_diffusers.recipes import sdxl_layer
+from longclip_diffusers.io.atomic import atomic_write_file
+from longclip_diffusers.drop_in.layer_recipes import sdxl_layer
 
 BOS, EOS, VOCAB = 49406, 49407, 49408
 CLIP_LENGTH, LONG_LENGTH = 77, 248

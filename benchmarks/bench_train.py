@@ -215,7 +215,7 @@ def main(argv=None) -> int:
     }
     text = json.dumps(report, indent=2)
     if args.json:
-        from longclip_diffusers.atomic import atomic_write_file
+        from longclip_diffusers.io.atomic import atomic_write_file
 
         with atomic_write_file(args.json) as staging:
             staging.write_text(text + "\n")

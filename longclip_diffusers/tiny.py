@@ -25,7 +25,7 @@ from transformers import (
 )
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from .stretch import stretch_text_encoder
+from .length.stretching import stretch_text_encoder
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
@@ -222,6 +222,13 @@ def tiny_sd_pipeline(seed: int = 0):
     )
 
 
+def tiny_sd_pipeline_and_long_clip(seed: int = 0):
+    """A :func:`tiny_sd_pipeline` and a tiny stretched encoder for its ``text_encoder`` slot: what
+    ``generate --tiny-random`` and ``demo --tiny-random`` run."""
+    pipe = tiny_sd_pipeline(seed)
+    return pipe, stretch_text_encoder(tiny_text_encoder(tokenizer=pipe.tokenizer, seed=seed + 1))
+
+
 def tiny_sdxl_pipeline(seed: int = 0):
     """A random ``StableDiffusionXLPipeline`` at diffusers' fast-test size: two 32-wide encoders
     (the second with projection) giving a 64-wide context and a 32-wide pooled vector."""
@@ -339,7 +346,7 @@ def tiny_openai_state_dict(
     is the last id. The head count is not stored: widths of 64 give one head (width // 64).
     ``device="meta"`` gives real-size shapes for free (for config inference tests).
     """
-    from .openai_layout import LOGIT_SCALE_KEY, TextTower, VisionTower
+    from .conversion.openai_keys import LOGIT_SCALE_KEY, TextTower, VisionTower
 
     text = TextTower(
         width=width,

@@ -13,6 +13,6 @@ The class lives in the installed package (``pip install longclip-diffusers``); t
 ``custom_pipeline=`` points at.
 """
 
-from longclip_diffusers.long_clip_pipelines import LongClipStableDiffusionPipeline
+from longclip_diffusers.drop_in.pipeline_classes import LongClipStableDiffusionPipeline
 
 __all__ = ["LongClipStableDiffusionPipeline"]

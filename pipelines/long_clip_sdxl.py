@@ -14,6 +14,6 @@ The class lives in the installed package (``pip install longclip-diffusers``); t
 ``custom_pipeline=`` points at.
 """
 
-from longclip_diffusers.long_clip_pipelines import LongClipStableDiffusionXLPipeline
+from longclip_diffusers.drop_in.pipeline_classes import LongClipStableDiffusionXLPipeline
 
 __all__ = ["LongClipStableDiffusionXLPipeline"]

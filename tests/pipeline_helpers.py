@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from longclip_diffusers.export import save_text_encoder
+from longclip_diffusers.io.export import save_text_encoder
 from longclip_diffusers.tiny import (
     TINY_WORDS,
     tiny_clip_tokenizer,

@@ -8,7 +8,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from longclip_diffusers import IncompatibleEncoderError, apply_long_clip, stretch_text_encoder
-from longclip_diffusers import prompt_encoding
+from longclip_diffusers.drop_in import encode_prompt as prompt_encoding
 from longclip_diffusers.tiny import (
     tiny_long_clip_encoder,
     tiny_sd_pipeline,

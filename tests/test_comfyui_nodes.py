@@ -17,18 +17,18 @@ import pytest
 import torch
 
 from longclip_diffusers import IncompatibleEncoderError, save_text_encoder, tiny
-from longclip_diffusers.comfy_clip import TOWER_PREFIXES
-from longclip_diffusers.conditioning import (
-    PromptEncoder,
+from longclip_diffusers.comfyui.clip_state_dicts import TOWER_PREFIXES
+from longclip_diffusers.comfyui.conditioning import (
+    EncoderWithTokenizer,
     encode_sd15,
     encode_sdxl,
-    fit_prompt_encoder,
+    fit_encoder_with_tokenizer,
     sd15_conditioning,
     sdxl_conditioning,
 )
-from longclip_diffusers.pipeline_patch import apply_long_clip
-from longclip_diffusers.export import layout_state_dict
-from longclip_diffusers.openai_layout import TEXT_POSITION_KEY
+from longclip_diffusers.drop_in.swap_encoders import apply_long_clip
+from longclip_diffusers.io.export import prefixed_state_dict
+from longclip_diffusers.conversion.openai_keys import TEXT_POSITION_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 NODES_DIR = REPO / "demos" / "comfyui"
@@ -78,14 +78,14 @@ def folder_paths(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def clip_l():
     tokenizer = tiny.tiny_clip_tokenizer()
-    return fit_prompt_encoder(tiny.tiny_text_encoder(tokenizer=tokenizer, hidden_size=L_WIDTH), tokenizer)
+    return fit_encoder_with_tokenizer(tiny.tiny_text_encoder(tokenizer=tokenizer, hidden_size=L_WIDTH), tokenizer)
 
 
 @pytest.fixture(scope="module")
 def clip_g():
     tokenizer = tiny.tiny_clip_tokenizer(pad_token="!")
     model = tiny.tiny_text_encoder(True, seed=1, tokenizer=tokenizer, hidden_size=G_WIDTH, projection_dim=40)
-    return fit_prompt_encoder(model, tokenizer)
+    return fit_encoder_with_tokenizer(model, tokenizer)
 
 
 def _words(count: int, offset: int = 0) -> list[str]:
@@ -262,12 +262,12 @@ def test_sdxl_encode_refuses_clip_g_without_projection(nodes, clip_l):
 def test_sdxl_conditioning_matches_what_a_patched_diffusers_pipeline_encodes(recipe):
     pipe = tiny.tiny_sdxl_pipeline()
     long_l = tiny.tiny_text_encoder(seed=4, tokenizer=pipe.tokenizer)
-    apply_long_clip(pipe, fit_prompt_encoder(long_l, pipe.tokenizer).model, recipe=recipe)
+    apply_long_clip(pipe, fit_encoder_with_tokenizer(long_l, pipe.tokenizer).model, recipe=recipe)
     prompt = " ".join(_words(150, offset=3))
     embeds, _, pooled, _ = pipe.encode_prompt(prompt, device="cpu", do_classifier_free_guidance=False)
     conditioning = sdxl_conditioning(
-        PromptEncoder(pipe.text_encoder, pipe.tokenizer),
-        PromptEncoder(pipe.text_encoder_2, pipe.tokenizer_2),
+        EncoderWithTokenizer(pipe.text_encoder, pipe.tokenizer),
+        EncoderWithTokenizer(pipe.text_encoder_2, pipe.tokenizer_2),
         prompt,
         prompt,
         recipe=recipe,
@@ -281,11 +281,11 @@ def test_sdxl_conditioning_matches_what_a_patched_diffusers_pipeline_encodes(rec
 def test_sd15_conditioning_matches_what_a_patched_diffusers_pipeline_encodes():
     pipe = tiny.tiny_sd_pipeline()
     long_l = tiny.tiny_text_encoder(seed=4, tokenizer=pipe.tokenizer)
-    apply_long_clip(pipe, fit_prompt_encoder(long_l, pipe.tokenizer).model)
+    apply_long_clip(pipe, fit_encoder_with_tokenizer(long_l, pipe.tokenizer).model)
     prompt = " ".join(_words(150, offset=3))
     for clip_skip in (None, 1):
         embeds, _ = pipe.encode_prompt(prompt, "cpu", 1, False, clip_skip=clip_skip)
-        ((cond, _),) = sd15_conditioning(PromptEncoder(pipe.text_encoder, pipe.tokenizer), prompt, clip_skip)
+        ((cond, _),) = sd15_conditioning(EncoderWithTokenizer(pipe.text_encoder, pipe.tokenizer), prompt, clip_skip)
         torch.testing.assert_close(cond, embeds)
 
 
@@ -303,7 +303,7 @@ class StandInCLIP:
         return {
             TOWER_PREFIXES[tower] + key: value
             for tower, model in self.towers.items()
-            for key, value in layout_state_dict(model).items()
+            for key, value in prefixed_state_dict(model).items()
         }
 
     def clip_layer(self, layer_idx):

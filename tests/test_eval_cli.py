@@ -10,7 +10,7 @@ from eval_fixtures import save_tiny_clip, write_coco, write_urban1k
 
 from longclip_diffusers import load_eval_model
 from longclip_diffusers.cli.main import main
-from longclip_diffusers.loading import CACHE_ENV
+from longclip_diffusers.io.loading import CACHE_ENV
 from longclip_diffusers.tiny import tiny_clip_tokenizer, tiny_openai_state_dict, tiny_tulip_state_dict
 
 
@@ -52,7 +52,7 @@ def test_retrieval_on_a_wrong_root_fails_with_one_line_naming_the_layout(tmp_pat
 
 
 def test_a_text_only_model_is_refused_before_any_encoding(tmp_path, capsys):
-    from longclip_diffusers.export import save_text_encoder
+    from longclip_diffusers.io.export import save_text_encoder
     from longclip_diffusers.tiny import tiny_clip_tokenizer, tiny_text_encoder
 
     text_only = save_text_encoder(tiny_text_encoder(), tmp_path / "text", tokenizer=tiny_clip_tokenizer())

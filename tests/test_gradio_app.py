@@ -1,4 +1,4 @@
-"""The Gradio demo (``demos/gradio_app.py``) at the Python level, on tiny random pipelines.
+"""The Gradio demo (``longclip_diffusers.demo.gradio_app``) at the Python level, on tiny random pipelines.
 
 The browser test (``test_browser_demo.py``) drives the same app through Chromium; here the
 pieces are checked one by one: the models it loads, the token meter, generation and its error
@@ -7,13 +7,13 @@ messages, the page and its queue, and the ``longclip-diffusers demo`` command.
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 
 import gradio as gr
 import pytest
 import torch
 
-from longclip_diffusers import save_text_encoder, stretch_text_encoder, tiny
+from longclip_diffusers import MissingDependencyError, save_text_encoder, stretch_text_encoder, tiny
 from longclip_diffusers.cli import demo as demo_cli
 from longclip_diffusers.cli.main import build_parser, main
 
@@ -135,11 +135,16 @@ def test_demo_command_launches_the_app_with_its_options(monkeypatch, app):
     assert (args.port, args.host, args.tiny_random, args.share) == (9001, "0.0.0.0", True, False)
 
 
-def test_demo_command_without_a_source_checkout_says_how_to_get_one(monkeypatch, tmp_path):
-    monkeypatch.setattr(demo_cli, "APP_PATH", tmp_path / "missing.py")
-    monkeypatch.delitem(sys.modules, "longclip_gradio_app", raising=False)
-    with pytest.raises(FileNotFoundError, match="run it from a source checkout"):
+def test_demo_command_without_gradio_names_the_extra_to_install(monkeypatch, capsys):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name == "gradio" else find_spec(name, *rest)
+    )
+    with pytest.raises(MissingDependencyError, match=r'pip install "longclip-diffusers\[demo\]"'):
         demo_cli.load_app()
+    assert main(["demo", "--tiny-random"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == 'error: the demo needs gradio, which is not installed: pip install "longclip-diffusers[demo]"'
 
 
 def test_long_side_reads_the_tail_of_the_prompt_the_stock_side_drops(studio):

@@ -12,7 +12,7 @@ from eval_fixtures import colour_eval_model, save_tiny_clip, write_urban1k
 from PIL import Image
 
 from longclip_diffusers import length_curve, load_retrieval_dataset
-from longclip_diffusers.cli import eval as eval_cli
+from longclip_diffusers import evaluation
 from longclip_diffusers.cli.main import main
 
 # the package's ``length_curve`` is the function; the plot is patched in the module
@@ -69,7 +69,7 @@ def test_without_matplotlib_the_command_stops_before_loading_any_model(tmp_path,
     def load_eval_model(*args, **kwargs):
         raise AssertionError("a model was loaded although the plot cannot be drawn")
 
-    monkeypatch.setattr(eval_cli, "load_eval_model", load_eval_model)
+    monkeypatch.setattr(evaluation, "load_eval_model", load_eval_model)
     root = _late_colour_captions(tmp_path / "urban")
     out = tmp_path / "curve"
     code = main(["eval", "length-curve", "--model", str(tmp_path / "any-model"), "--dataset", "urban1k",

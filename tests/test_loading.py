@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import CLIPModel, CLIPTextModel, CLIPTextModelWithProjection
 
-import longclip_diffusers.export
+import longclip_diffusers.io.export
 from longclip_diffusers import (
     CheckpointError,
     ModelNotAvailableError,
@@ -22,7 +22,7 @@ from longclip_diffusers import (
     save_clip_model,
     save_text_encoder,
 )
-from longclip_diffusers.loading import resolve_pipeline
+from longclip_diffusers.io.loading import resolve_pipeline
 from longclip_diffusers.tiny import (
     tiny_clip_model,
     tiny_clip_tokenizer,
@@ -61,13 +61,13 @@ def input_ids():
 def count_conversions(monkeypatch):
     """Counts calls of the converter behind the cache."""
     calls = []
-    real = longclip_diffusers.export.convert_checkpoint
+    real = longclip_diffusers.io.export.convert_checkpoint
 
     def counting(*args, **kwargs):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(longclip_diffusers.export, "convert_checkpoint", counting)
+    monkeypatch.setattr(longclip_diffusers.io.export, "convert_checkpoint", counting)
     return calls
 
 

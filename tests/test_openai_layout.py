@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from longclip_diffusers import CheckpointError
-from longclip_diffusers.openai_layout import (
+from longclip_diffusers.conversion.openai_keys import (
     LONGCLIP_MASK_SPLIT,
     check_openai_state_dict,
     has_plain_openai_positions,

@@ -18,7 +18,10 @@ from longclip_diffusers.reproduction.claims import PREDICTIONS
 from longclip_diffusers.reproduction.evaluate import METRICS
 from longclip_diffusers.reproduction.experiment import ARMS, QUICK_CONFIG
 from longclip_diffusers.reproduction.pretrain import pretrain_base
-from longclip_diffusers.stretch import stretched_length
+from longclip_diffusers.length.stretching import stretched_length
+
+# Seconds each, not milliseconds: left out of the quick loop (-m "not slow and not browser").
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 POSITIONS = "text_model.embeddings.position_embedding.weight"

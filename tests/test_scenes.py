@@ -22,7 +22,7 @@ from longclip_diffusers.reproduction.scenes import (
     make_scene,
     short_caption,
 )
-from longclip_diffusers.stretch import stretched_length
+from longclip_diffusers.length.stretching import stretched_length
 from longclip_diffusers.training.records import first_sentence, read_records
 
 

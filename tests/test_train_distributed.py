@@ -18,9 +18,9 @@ import torch
 from transformers import CLIPModel
 
 from longclip_diffusers import stretch_text_encoder
-from longclip_diffusers.export import save_clip_model
-from longclip_diffusers.image_transform import ClipImageTransform
-from longclip_diffusers.loading import load_tokenizer
+from longclip_diffusers.io.export import save_clip_model
+from longclip_diffusers.io.image_preprocessing import ClipImageTransform
+from longclip_diffusers.io.loading import load_tokenizer
 from longclip_diffusers.tiny import tiny_clip_model, tiny_clip_tokenizer, write_tiny_caption_set
 from longclip_diffusers.training import (
     CaptionBatchCollator,
@@ -31,6 +31,9 @@ from longclip_diffusers.training import (
     prepare_longclip_model,
     read_records,
 )
+
+# Seconds each, not milliseconds: left out of the quick loop (-m "not slow and not browser").
+pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "train_longclip.py"
 

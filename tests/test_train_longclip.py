@@ -11,10 +11,10 @@ from transformers import CLIPModel, CLIPTokenizer
 
 from longclip_diffusers import stretch_text_encoder
 from longclip_diffusers.errors import OutputExistsError
-from longclip_diffusers.export import save_clip_model
-from longclip_diffusers.loading import CACHE_ENV
-from longclip_diffusers.openai_layout import merged_position_table
-from longclip_diffusers.pipeline_patch import apply_long_clip
+from longclip_diffusers.io.export import save_clip_model
+from longclip_diffusers.io.loading import CACHE_ENV
+from longclip_diffusers.conversion.openai_keys import merged_position_table
+from longclip_diffusers.drop_in.swap_encoders import apply_long_clip
 from longclip_diffusers.tiny import (
     tiny_clip_model,
     tiny_clip_tokenizer,

@@ -19,7 +19,7 @@ from longclip_diffusers.training import (
     read_records,
 )
 from longclip_diffusers.training.data import Skipped, make_loader
-from longclip_diffusers.image_transform import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from longclip_diffusers.io.image_preprocessing import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 
 def test_short_caption_is_the_text_before_the_first_full_stop_and_space():

@@ -18,7 +18,7 @@ from longclip_diffusers import (
 )
 from longclip_diffusers.compat import text_transformer
 from longclip_diffusers.tiny import tiny_clip_tokenizer, tiny_tulip_state_dict
-from longclip_diffusers.tulip.convert import convert_tulip_checkpoint
+from longclip_diffusers.conversion.tulip_checkpoint import convert_tulip_checkpoint
 from longclip_diffusers.tulip.rope import apply_rotary, rotary_tables
 
 from tulip_reference import reference_text_forward

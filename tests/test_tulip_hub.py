@@ -11,7 +11,7 @@ import huggingface_hub
 import pytest
 import torch
 
-import longclip_diffusers.loading
+import longclip_diffusers.io.loading
 from longclip_diffusers import (
     CheckpointError,
     ModelNotAvailableError,
@@ -110,7 +110,7 @@ def test_cached_release_loads_offline_by_hub_id_as_tulip_and_converts_once(
     def convert_again(*args, **kwargs):
         raise AssertionError("converted again instead of reading the cache")
 
-    monkeypatch.setattr(longclip_diffusers.loading, "export_checkpoint", convert_again)
+    monkeypatch.setattr(longclip_diffusers.io.loading, "export_checkpoint", convert_again)
     assert_same_text_features(load_text_encoder(REPO, cache_dir=cache), tulip_state, tokens)
     assert isinstance(load_clip_model(REPO, cache_dir=cache), TulipModel)
     assert sorted(entry.name.rsplit("-", 1)[0] for entry in cache.iterdir()) == ["tulip-L-14-full", "tulip-L-14-text"]
@@ -132,8 +132,8 @@ def test_online_the_one_checkpoint_in_the_repo_listing_is_downloaded(monkeypatch
         downloads.append((repo_id, filename))
         return str(checkpoint)
 
-    monkeypatch.setattr(longclip_diffusers.loading, "list_repo_files", lambda repo_id: [".gitattributes", "README.md", "tulip-L-14.pt"])
-    monkeypatch.setattr(longclip_diffusers.loading, "hf_hub_download", download)
+    monkeypatch.setattr(longclip_diffusers.io.loading, "list_repo_files", lambda repo_id: [".gitattributes", "README.md", "tulip-L-14.pt"])
+    monkeypatch.setattr(longclip_diffusers.io.loading, "hf_hub_download", download)
     encoder = load_text_encoder(REPO, cache_dir=tmp_path / "cache")
     assert downloads == [(REPO, "tulip-L-14.pt")]
     assert_same_text_features(encoder, tulip_state, tokens)

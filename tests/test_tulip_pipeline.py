@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from longclip_diffusers import apply_long_clip, convert_tulip_checkpoint, ntk_scaled_base, prompt_encoding, set_context_length
+from longclip_diffusers import apply_long_clip, convert_tulip_checkpoint, ntk_scaled_base, set_context_length
+from longclip_diffusers.drop_in import encode_prompt as prompt_encoding
 from longclip_diffusers.compat import text_config
 from longclip_diffusers.tiny import (
     TINY_WORDS,

@@ -12,8 +12,8 @@ from PIL import Image
 
 from longclip_diffusers import TulipModel, TulipTextModelWithProjection, load_clip_model, load_text_encoder
 from longclip_diffusers.compat import text_transformer
-from longclip_diffusers.export import save_clip_model, save_text_encoder
-from longclip_diffusers.loading import CACHE_ENV
+from longclip_diffusers.io.export import save_clip_model, save_text_encoder
+from longclip_diffusers.io.loading import CACHE_ENV
 from longclip_diffusers.tiny import (
     TINY_WORDS,
     tiny_clip_model,
@@ -22,8 +22,8 @@ from longclip_diffusers.tiny import (
     tiny_text_encoder,
 )
 from longclip_diffusers.training.data import CaptionTokens
-from longclip_diffusers.tulip import distillation
-from longclip_diffusers.tulip.distillation import (
+from longclip_diffusers.training import tulip_distillation as distillation
+from longclip_diffusers.training.tulip_distillation import (
     build_parser,
     distillation_loss,
     main,

@@ -13,7 +13,7 @@ Run with STAGE --help for every option; the defaults are the TULIP paper's.
 
 import sys
 
-from longclip_diffusers.tulip.distillation import main
+from longclip_diffusers.training.tulip_distillation import main
 
 if __name__ == "__main__":
     sys.exit(main())

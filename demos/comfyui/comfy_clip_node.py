@@ -2,13 +2,13 @@
 
 The CLIP object of an SD1.x or SDXL checkpoint is rebuilt by ComfyUI's text-encoder loader
 (``comfy.sd.load_text_encoder_state_dicts``) from Long-CLIP-L in place of clip_l and, for SDXL,
-clip_g stretched to 248 positions (:mod:`longclip_diffusers.comfy_clip`); ComfyUI sizes each
+clip_g stretched to 248 positions (:mod:`longclip_diffusers.comfyui.clip_state_dicts`); ComfyUI sizes each
 tower and its tokenizer from the 248-row position tables. Works only inside ComfyUI.
 """
 
 from __future__ import annotations
 
-from longclip_diffusers.comfy_clip import comfy_long_clip_state_dicts
+from longclip_diffusers.comfyui.clip_state_dicts import comfy_long_clip_state_dicts
 
 from .loader_node import CATEGORY, TEXT_ENCODER
 

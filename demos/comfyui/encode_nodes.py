@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from longclip_diffusers.conditioning import sd15_conditioning, sdxl_conditioning
-from longclip_diffusers.recipes import RECIPES
+from longclip_diffusers.comfyui.conditioning import sd15_conditioning, sdxl_conditioning
+from longclip_diffusers.drop_in.layer_recipes import RECIPES
 
 from .loader_node import CATEGORY, TEXT_ENCODER
 

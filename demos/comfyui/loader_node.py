@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from longclip_diffusers.conditioning import load_prompt_encoder
+from longclip_diffusers.comfyui.conditioning import load_encoder_with_tokenizer
 
 from .model_folders import model_choices, resolve_source
 
@@ -42,4 +42,4 @@ class LongCLIPTextEncoderLoader:
         if slot not in SLOTS:
             raise ValueError(f"slot must be one of {', '.join(SLOTS)}; got {slot!r}")
         source = resolve_source(model, path_or_hub_id)
-        return (load_prompt_encoder(source, with_projection=slot == "clip_g"),)
+        return (load_encoder_with_tokenizer(source, with_projection=slot == "clip_g"),)

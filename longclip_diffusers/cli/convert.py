@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..atomic import refuse_existing_output
+from ..constants import KNOWN_CHECKPOINTS, KNOWN_TULIP_REPOS
 from ..errors import CheckpointError
-from ..export import export_checkpoint
-from ..loading import KNOWN_CHECKPOINTS, KNOWN_TULIP_REPOS, is_tulip_repo, load_tokenizer, resolve_source
+from ..io.atomic import refuse_existing_output
 from .options import add_output_options, add_src_out_parser, add_stretch_options
 
 DESCRIPTION = """\
@@ -51,6 +50,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io.export import export_checkpoint
+    from ..io.loading import is_tulip_repo, load_tokenizer, resolve_source
+
     refuse_existing_output(args.out, args.overwrite)
     checkpoint = resolve_source(args.src)
     if not checkpoint.is_file():

@@ -1,32 +1,22 @@
-"""``longclip-diffusers demo``: start the Gradio long-prompt studio (``demos/gradio_app.py``).
-
-The options are defined here once; ``demos/gradio_app.py`` reuses :func:`add_demo_arguments`
-when run as a script, so both entry points take the same flags.
-"""
+"""``longclip-diffusers demo``: start the Gradio long-prompt studio
+(:mod:`longclip_diffusers.demo.gradio_app`), which needs the ``[demo]`` extra."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
-from pathlib import Path
 
-from .options import add_model_sources
+from ..errors import MissingDependencyError
+from .options import add_model_sources, add_tiny_random
 
-#: Where the app lives in a source checkout (the demo is not part of the installed package,
-#: so that the library does not depend on gradio).
-APP_PATH = Path(__file__).resolve().parents[2] / "demos" / "gradio_app.py"
+#: The one-line fix when gradio is missing.
+DEMO_INSTALL = 'pip install "longclip-diffusers[demo]"'
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The demo's flags: models, network binding and sharing."""
     add_model_sources(parser)
-    parser.add_argument(
-        "--tiny-random",
-        action="store_true",
-        help="use tiny random-weight models built in code (no download; images are noise): "
-        "for trying the UI on any machine",
-    )
+    add_tiny_random(parser, "for trying the UI on any machine")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default: %(default)s)")
     parser.add_argument(
@@ -42,7 +32,8 @@ def register(subparsers) -> None:
         "demo",
         help="start the Gradio long-prompt studio (stock vs Long-CLIP images side by side)",
         description="Start the Gradio long-prompt studio: a live token meter, and the stock CLIP "
-        "and Long-CLIP images of one prompt side by side, same seed.",
+        "and Long-CLIP images of one prompt side by side, same seed. Needs the [demo] extra "
+        f"({DEMO_INSTALL}).",
     )
     add_demo_arguments(parser)
     parser.set_defaults(func=run)
@@ -54,21 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_app():
-    """Import ``demos/gradio_app.py`` from the source checkout."""
-    if not APP_PATH.is_file():
-        raise FileNotFoundError(
-            f"the Gradio demo is not installed with the package (looked for {APP_PATH}); "
-            "run it from a source checkout: `pip install -e '.[demo]'` in the repository, then "
-            "`longclip-diffusers demo` or `python demos/gradio_app.py`"
-        )
-    name = "longclip_gradio_app"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, APP_PATH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up there
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
+    """The app module; a :class:`~longclip_diffusers.MissingDependencyError` naming the install
+    command when gradio is not installed."""
+    if importlib.util.find_spec("gradio") is None:
+        raise MissingDependencyError(f"the demo needs gradio, which is not installed: {DEMO_INSTALL}")
+    from ..demo import gradio_app
+
+    return gradio_app

@@ -5,25 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..devices import default_device
-from ..evaluation import (
-    CLASSIFICATION_LOADERS,
-    CURVE_LENGTHS,
-    RETRIEVAL_LOADERS,
-    evaluate_retrieval,
-    evaluate_zeroshot,
-    length_curve,
-    length_curve_table,
-    load_classification_dataset,
-    load_eval_model,
-    load_retrieval_dataset,
-    require_matplotlib,
-    retrieval_table,
-    write_json,
-    write_length_curve,
-    zeroshot_table,
-)
-from ..export import DTYPES
+from ..constants import CLASSIFICATION_DATASETS, CURVE_LENGTHS, DTYPE_NAMES, RETRIEVAL_DATASETS
 
 
 def register(subparsers) -> None:
@@ -36,18 +18,18 @@ def register(subparsers) -> None:
     tasks = parser.add_subparsers(dest="eval_command", metavar="TASK")
     tasks.required = True
     _add_task(
-        tasks, "retrieval", run_retrieval, RETRIEVAL_LOADERS,
+        tasks, "retrieval", run_retrieval, RETRIEVAL_DATASETS,
         "image-text retrieval R@1/5/10 in both directions",
         "Image-text retrieval recall@1/5/10, image->text and text->image.",
     )
     _add_task(
-        tasks, "zeroshot", run_zeroshot, CLASSIFICATION_LOADERS,
+        tasks, "zeroshot", run_zeroshot, CLASSIFICATION_DATASETS,
         "zero-shot classification with the 80 OpenAI ImageNet templates",
         "Zero-shot top-1/top-5 accuracy: class embedding = normalised mean of the 80 OpenAI "
         "template embeddings.",
     )
     curve = _add_task(
-        tasks, "length-curve", run_length_curve, RETRIEVAL_LOADERS,
+        tasks, "length-curve", run_length_curve, RETRIEVAL_DATASETS,
         "R@1 as captions are cut to 10..248 tokens, several models on one plot",
         "The effective-length experiment: retrieval R@1 with captions cut to each length; "
         "writes length_curve.json and length_curve.png into --out.",
@@ -64,11 +46,11 @@ def register(subparsers) -> None:
     )
 
 
-def _add_task(tasks, name, func, loaders, summary, description, several_models=False):
+def _add_task(tasks, name, func, datasets, summary, description, several_models=False):
     parser = tasks.add_parser(name, help=summary, description=description)
     _add_model(parser, several_models)
     _add_tokenizer(parser)
-    _add_dataset(parser, loaders)
+    _add_dataset(parser, datasets)
     _add_common(parser, json_flag=not several_models)
     parser.set_defaults(func=func)
     return parser
@@ -95,8 +77,8 @@ def _add_tokenizer(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_dataset(parser: argparse.ArgumentParser, loaders: dict) -> None:
-    parser.add_argument("--dataset", required=True, choices=list(loaders), help="benchmark")
+def _add_dataset(parser: argparse.ArgumentParser, datasets: tuple[str, ...]) -> None:
+    parser.add_argument("--dataset", required=True, choices=datasets, help="benchmark")
     parser.add_argument(
         "--root", required=True, metavar="DIR", help="data set folder, in its published layout"
     )
@@ -112,7 +94,7 @@ def _add_common(parser: argparse.ArgumentParser, json_flag: bool = True) -> None
         help="torch device (default: cuda, else mps, else cpu)",
     )
     parser.add_argument(
-        "--dtype", choices=list(DTYPES),
+        "--dtype", choices=DTYPE_NAMES,
         help="weights' dtype (default: as saved); half precision is for GPUs",
     )
     parser.add_argument(
@@ -126,20 +108,29 @@ def _loader_options(args: argparse.Namespace) -> dict:
 
 
 def _load_model(args: argparse.Namespace, source: str):
+    from ..devices import default_device
+    from ..evaluation import load_eval_model
+
     return load_eval_model(
         source, tokenizer=args.tokenizer, device=args.device or default_device(), torch_dtype=args.dtype
     )
 
 
 def run_retrieval(args: argparse.Namespace) -> int:
+    from ..evaluation import evaluate_retrieval, load_retrieval_dataset, retrieval_table
+
     return _evaluate(args, load_retrieval_dataset, evaluate_retrieval, retrieval_table)
 
 
 def run_zeroshot(args: argparse.Namespace) -> int:
+    from ..evaluation import evaluate_zeroshot, load_classification_dataset, zeroshot_table
+
     return _evaluate(args, load_classification_dataset, evaluate_zeroshot, zeroshot_table)
 
 
 def _evaluate(args: argparse.Namespace, load_dataset, evaluate, table) -> int:
+    from ..evaluation import write_json
+
     # The data set is read first: a wrong --root fails before minutes of model loading.
     dataset = load_dataset(args.dataset, args.root)
     result = evaluate(_load_model(args, args.model), dataset, **_loader_options(args))
@@ -150,6 +141,8 @@ def _evaluate(args: argparse.Namespace, load_dataset, evaluate, table) -> int:
 
 
 def run_length_curve(args: argparse.Namespace) -> int:
+    from ..evaluation import length_curve, length_curve_table, load_retrieval_dataset, require_matplotlib, write_length_curve
+
     # Checked first: the plot is drawn last, after minutes of encoding.
     require_matplotlib()
     dataset = load_retrieval_dataset(args.dataset, args.root)

@@ -5,17 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from ..atomic import atomic_write_file
-from ..comparison_sheet import side_by_side
-from ..devices import default_device, inference_dtype
-from ..loading import resolve_pipeline
-from ..pipeline_layout import detect_layout
-from ..pipeline_patch import apply_long_clip, long_clip_pair
-from ..recipes import RECIPES
-from ..tokens import token_report
-from .options import add_model_sources
+from ..constants import RECIPES
+from ..io.atomic import atomic_write_file
+from .options import add_model_sources, add_tiny_random
 
 
 def register(subparsers) -> None:
@@ -29,6 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument("--prompt", required=True, help="the prompt (up to 246 tokens are read)")
     parser.add_argument("--negative-prompt", default=None, help="what the image should not show")
     add_model_sources(parser)
+    add_tiny_random(parser, "for trying the command end to end on any machine, offline")
     parser.add_argument("--steps", type=int, default=30, help="denoising steps (default: %(default)s)")
     parser.add_argument(
         "--guidance", type=float, default=None, help="guidance scale (default: the pipeline's, 7.5 or 5.0)"
@@ -57,19 +50,19 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffusers import DiffusionPipeline
+    from ..drop_in.pipeline_kinds import detect_slots
+    from ..drop_in.swap_encoders import apply_long_clip, long_clip_pair
+    from ..io.contact_sheet import side_by_side
+    from ..length.tokens import token_report
 
-    device = args.device or default_device()
-    dtype = inference_dtype(device)
-    print(f"loading {args.pipeline} on {device} ({str(dtype).removeprefix('torch.')})")
-    stock = DiffusionPipeline.from_pretrained(resolve_pipeline(args.pipeline), torch_dtype=dtype).to(device)
-    tokenizer = getattr(stock, detect_layout(stock).tokenizer_slots[0])
+    stock, long_clip = _load(args)
+    tokenizer = getattr(stock, detect_slots(stock).tokenizer_slots[0])
     print(token_report(args.prompt, tokenizer).summary())
 
     if args.compare:
-        stock, long = long_clip_pair(stock, args.long_clip, recipe=args.recipe)
+        stock, long = long_clip_pair(stock, long_clip, recipe=args.recipe)
     else:
-        long = apply_long_clip(stock, args.long_clip, recipe=args.recipe)
+        long = apply_long_clip(stock, long_clip, recipe=args.recipe)
     long_image = _generate(long, args)
     written = [_save(long_image, args.out)]
     if args.compare:
@@ -82,7 +75,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace):
+    """The stock pipeline and the Long-CLIP source: tiny random ones, or the named ones."""
+    if args.tiny_random:
+        from .. import tiny
+
+        print("using tiny random models (no download; the image is noise)")
+        return tiny.tiny_sd_pipeline_and_long_clip()
+    from diffusers import DiffusionPipeline
+
+    from ..devices import default_device, inference_dtype
+    from ..io.loading import resolve_pipeline
+
+    device = args.device or default_device()
+    dtype = inference_dtype(device)
+    print(f"loading {args.pipeline} on {device} ({str(dtype).removeprefix('torch.')})")
+    stock = DiffusionPipeline.from_pretrained(resolve_pipeline(args.pipeline), torch_dtype=dtype).to(device)
+    return stock, args.long_clip
+
+
 def _generate(pipe, args: argparse.Namespace):
+    import torch
+
     options = {}
     if args.guidance is not None:
         options["guidance_scale"] = args.guidance

@@ -7,10 +7,14 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..defaults import DEFAULT_LONG_CLIP, DEFAULT_PIPELINE
-from ..export import DTYPES
-from ..loading import DEFAULT_TOKENIZER
-from ..stretch import DEFAULT_KEEP, DEFAULT_RATIO
+from ..constants import (
+    DEFAULT_KEEP,
+    DEFAULT_LONG_CLIP,
+    DEFAULT_PIPELINE,
+    DEFAULT_RATIO,
+    DEFAULT_TOKENIZER,
+    DTYPE_NAMES,
+)
 
 
 def add_src_out_parser(
@@ -39,7 +43,7 @@ def add_output_options(
     )
     parser.add_argument(
         "--dtype",
-        choices=list(DTYPES),
+        choices=DTYPE_NAMES,
         default=None,
         help="dtype of the saved weights (default: the model's own; float32 for checkpoints)",
     )
@@ -49,7 +53,7 @@ def add_output_options(
 def add_stretch_options(
     parser: argparse.ArgumentParser, note: str, ratio_default: float | None = DEFAULT_RATIO, ratio_help: str | None = None
 ) -> None:
-    """``--keep`` and ``--ratio`` of knowledge-preserved stretching (REFERENCE.md section 2);
+    """``--keep`` and ``--ratio`` of knowledge-preserved stretching (docs/stretching.md);
     ``ratio_help`` replaces the default's description when ``ratio_default`` is not Long-CLIP's."""
     parser.add_argument(
         "--keep",
@@ -85,6 +89,16 @@ def positive_ratio(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"the ratio must be a finite number above 0; got {text}")
     return value
+
+
+def add_tiny_random(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """``--tiny-random``: tiny random-weight models built in code instead of ``--pipeline`` and
+    ``--long-clip``."""
+    parser.add_argument(
+        "--tiny-random",
+        action="store_true",
+        help=f"use tiny random-weight models built in code (no download; images are noise): {purpose}",
+    )
 
 
 def add_model_sources(parser: argparse.ArgumentParser) -> None:

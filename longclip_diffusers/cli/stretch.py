@@ -1,6 +1,6 @@
 """``longclip-diffusers stretch``: any transformers CLIP text encoder to 248 positions, no training.
 
-Knowledge-preserved stretching (REFERENCE.md section 2), e.g. SDXL's ``text_encoder_2`` (OpenCLIP
+Knowledge-preserved stretching (docs/stretching.md), e.g. SDXL's ``text_encoder_2`` (OpenCLIP
 bigG) so that both SDXL encoders read 248 tokens.
 """
 
@@ -8,16 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from tqdm.auto import tqdm
-from transformers import CLIPModel, CLIPTextModelWithProjection
-
-from ..atomic import refuse_existing_output
-from ..compat import text_config
+from ..constants import DEFAULT_RATIO, LONG_LENGTH
 from ..errors import CheckpointError, IncompatibleEncoderError
-from ..export import save_model
-from ..loading import load_clip_model, load_text_encoder, load_tokenizer, resolve_source, saved_model_class
-from ..stretch import DEFAULT_RATIO, position_table, stretch_text_encoder
-from ..tokens import LONG_LENGTH
+from ..io.atomic import refuse_existing_output
 from .options import add_output_options, add_src_out_parser, add_stretch_options
 
 DESCRIPTION = """\
@@ -49,6 +42,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+    from transformers import CLIPModel, CLIPTextModelWithProjection
+
+    from ..compat import text_config
+    from ..io.export import save_model
+    from ..io.loading import load_clip_model, load_text_encoder, load_tokenizer, resolve_source, saved_model_class
+    from ..length.stretching import position_table, stretch_text_encoder
+
     refuse_existing_output(args.out, args.overwrite)
     source = resolve_source(args.src)
     if not source.is_dir():

@@ -12,14 +12,14 @@ import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..atomic import atomic_write_file
+from ..constants import CURVE_LENGTHS
+from ..io.atomic import atomic_write_file
 from ..errors import MissingDependencyError
 from .metrics import feature_recall_at_k
 from .models import EvalModel
 from .report import write_json
 from .retrieval_datasets import RetrievalDataset
 
-CURVE_LENGTHS: tuple[int, ...] = (10, 20, 30, 50, 77, 100, 150, 200, 248)
 CURVE_JSON = "length_curve.json"
 CURVE_PNG = "length_curve.png"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..loading import DEFAULT_TOKENIZER, load_clip_model, load_tokenizer
+from ..io.loading import DEFAULT_TOKENIZER, load_clip_model, load_tokenizer
 from .encoding import encode_images, encode_texts, text_max_length
 from .preprocessing import ImageTransform, image_transform_for
 

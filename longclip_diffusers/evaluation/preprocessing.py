@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..image_transform import ClipImageTransform
+from ..io.image_preprocessing import ClipImageTransform
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import atomic_write_file
+from ..io.atomic import atomic_write_file
 
 
 def write_json(data: dict, path: str | Path) -> Path:

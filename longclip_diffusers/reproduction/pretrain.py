@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..export import save_clip_model
+from ..io.export import save_clip_model
 from ..tiny import tiny_clip_model, tiny_clip_tokenizer
 from ..training.features import ContrastiveFeatures
-from ..image_transform import ClipImageTransform
+from ..io.image_preprocessing import ClipImageTransform
 from ..training.losses import clip_contrastive_loss
 from ..training.optimization import make_optimizer, make_scheduler
 from .scenes import iter_scenes

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import atomic_write_file
-from ..stretch import stretched_length
+from ..io.atomic import atomic_write_file
+from ..length.stretching import stretched_length
 from .claims import check_claims
 from .evaluate import METRICS
 from .experiment import ARMS, ExperimentConfig, ExperimentResult

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_output_dir
+from ..io.atomic import atomic_output_dir
 from .scenes import Scene, distinct_short_captions, iter_scenes, make_scene
 
 DATA_FILE = "data.jsonl"

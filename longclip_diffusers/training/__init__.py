@@ -6,7 +6,7 @@ The loss functions are pure and importable on their own::
     from longclip_diffusers.training import pcm_loss, pca_reconstruct, clip_contrastive_loss
 """
 
-from ..image_transform import ClipImageTransform
+from ..io.image_preprocessing import ClipImageTransform
 from .checkpointing import TrainingProgress, latest_checkpoint, save_checkpoint, track_progress
 from .config import (
     add_contrastive_loss_arguments,
@@ -18,7 +18,7 @@ from .config import (
 )
 from .data import CaptionBatchCollator, CaptionTokens, ImageCaptionDataset, ShardedBatchSampler
 from .features import ClipFeatures, ContrastiveFeatures
-from .gather import BatchLayout, gather_with_grad
+from .gather import BatchShards, gather_with_grad
 from .loop import (
     RunData,
     TrainResult,
@@ -49,7 +49,7 @@ from .records import CaptionRecord, first_sentence, read_records
 from .text_encoding import encode_text, trim_to_longest
 
 __all__ = [
-    "BatchLayout",
+    "BatchShards",
     "CaptionBatchCollator",
     "CaptionRecord",
     "CaptionTokens",

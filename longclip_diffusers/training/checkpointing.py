@@ -17,7 +17,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..atomic import atomic_output_dir
+from ..io.atomic import atomic_output_dir
 from ..errors import OutputExistsError
 
 CHECKPOINTS = "checkpoints"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..stretch import DEFAULT_KEEP, DEFAULT_RATIO
+from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO
 from .losses import DEFAULT_LABEL_SMOOTHING, DEFAULT_PCA_DIM, DEFAULT_SHORT_LOSS_WEIGHT
 
 

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..image_transform import ClipImageTransform
+from ..io.image_preprocessing import ClipImageTransform
 from .records import CaptionRecord
 
 

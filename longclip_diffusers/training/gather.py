@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 
 @dataclass(frozen=True)
-class BatchLayout:
+class BatchShards:
     """How the global batch is split: ``sizes[r]`` rows on process ``r``; this is ``rank``."""
 
     sizes: tuple[int, ...]
@@ -50,14 +50,14 @@ def all_gather_ints(values: list[int], device: torch.device | str = "cpu") -> li
     return [part.tolist() for part in parts]
 
 
-def gather_with_grad(tensor: torch.Tensor, layout: BatchLayout) -> torch.Tensor:
+def gather_with_grad(tensor: torch.Tensor, shards: BatchShards) -> torch.Tensor:
     """Concatenate every process's ``tensor`` (rows in rank order); gradients flow back to the
     process each row came from."""
-    if len(layout.sizes) == 1:
+    if len(shards.sizes) == 1:
         return tensor
     from torch.distributed.nn.functional import all_gather
 
-    longest = max(layout.sizes)
+    longest = max(shards.sizes)
     padding = tensor.new_zeros((longest - tensor.shape[0], *tensor.shape[1:]))
     gathered = all_gather(torch.cat([tensor, padding]))
-    return torch.cat([part[:size] for part, size in zip(gathered, layout.sizes)])
+    return torch.cat([part[:size] for part, size in zip(gathered, shards.sizes)])

@@ -13,8 +13,8 @@ import argparse
 from collections.abc import Sequence
 
 from ..compat import text_config
-from ..export import save_clip_model
-from ..loading import load_clip_model, load_tokenizer
+from ..io.export import save_clip_model
+from ..io.loading import load_clip_model, load_tokenizer
 from .checkpointing import check_output_dir
 from .config import build_longclip_parser, check_training_args
 from .loop import TrainResult, finish_run, make_accelerator, plan_run_data, run_then_teardown, train_contrastive

@@ -31,10 +31,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_write_file
+from ..io.atomic import atomic_write_file
 from ..errors import LongClipError
 from ..evaluation.metrics import feature_recall_at_k
-from ..image_transform import ClipImageTransform
+from ..io.image_preprocessing import ClipImageTransform
 from .checkpointing import (
     CHECKPOINTS,
     TrainingProgress,
@@ -51,7 +51,7 @@ from .data import (
     make_loader,
 )
 from .features import ContrastiveFeatures
-from .gather import BatchLayout, all_gather_ints, gather_with_grad
+from .gather import BatchShards, all_gather_ints, gather_with_grad
 from .losses import pcm_loss
 from .optimization import make_optimizer, make_scheduler
 
@@ -366,30 +366,30 @@ def _train_step(args, accelerator, features, optimizer, scheduler, batch, progre
         for item in gather_object([(s.image, s.reason) for s in batch["skipped"]]):
             logger.warning("skipping unreadable image %s (%s)", *item)
             progress.skipped.append(tuple(item))
-    layout = BatchLayout(tuple(size for size, _ in counts), accelerator.process_index)
-    if min(layout.sizes) == 0:
+    shards = BatchShards(tuple(size for size, _ in counts), accelerator.process_index)
+    if min(shards.sizes) == 0:
         return None
     with accelerator.autocast():
         out = features(*_model_inputs(batch, accelerator.device))
     short = out.short_text
     loss = pcm_loss(
-        gather_with_grad(out.image, layout),
-        gather_with_grad(out.long_text, layout),
-        gather_with_grad(short, layout) if short is not None else None,
+        gather_with_grad(out.image, shards),
+        gather_with_grad(out.long_text, shards),
+        gather_with_grad(short, shards) if short is not None else None,
         out.logit_scale,
         pca_dim=args.pca_dim,
         short_weight=args.short_loss_weight,
         label_smoothing=args.label_smoothing,
-        rows=layout.rows,
-        pca_group_sizes=layout.sizes if args.pca_scope == "local" else None,
+        rows=shards.rows,
+        pca_group_sizes=shards.sizes if args.pca_scope == "local" else None,
     )
     optimizer_step(accelerator, loss.total, optimizer, scheduler, progress)
     parts = {"train/loss": loss.total, "train/long_loss": loss.long}
     if loss.short is not None:
         parts["train/short_loss"] = loss.short
     # each process holds the means over its rows: weight by rows for the global means
-    weighted = torch.stack([part.detach().float() for part in parts.values()]) * layout.sizes[layout.rank]
-    means = (accelerator.reduce(weighted, reduction="sum") / layout.total).tolist()
+    weighted = torch.stack([part.detach().float() for part in parts.values()]) * shards.sizes[shards.rank]
+    means = (accelerator.reduce(weighted, reduction="sum") / shards.total).tolist()
     values = dict(zip(parts, means))
     if not math.isfinite(values["train/loss"]):
         raise FloatingPointError(

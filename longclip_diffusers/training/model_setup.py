@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..compat import text_config, text_transformer
-from ..openai_layout import OPENAI_CONTEXT_LENGTH
-from ..stretch import stretch_text_encoder
+from ..conversion.openai_keys import OPENAI_CONTEXT_LENGTH
+from ..length.stretching import stretch_text_encoder
 
 logger = logging.getLogger(__name__)
 

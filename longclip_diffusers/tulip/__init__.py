@@ -8,7 +8,6 @@ from transformers import AutoConfig, AutoModel, AutoModelForTextEncoding
 
 from .configuration import TulipConfig, TulipTextConfig
 from .context import set_context_length
-from .convert import convert_tulip_checkpoint, is_tulip_state_dict
 from .full_model import TulipModel
 from .modeling import TulipPreTrainedModel, TulipTextModel, TulipTextModelWithProjection
 from .rope import DEFAULT_NTK_ALPHA, DEFAULT_ROPE_BASE, apply_rotary, ntk_scaled_base, rotary_tables
@@ -31,8 +30,6 @@ __all__ = [
     "TulipTextModel",
     "TulipTextModelWithProjection",
     "apply_rotary",
-    "convert_tulip_checkpoint",
-    "is_tulip_state_dict",
     "ntk_scaled_base",
     "rotary_tables",
     "set_context_length",

@@ -14,12 +14,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from .openai_layout import OPENAI_CONTEXT_LENGTH
-
-#: Positions of a stock CLIP text encoder.
-STOCK_LENGTH = OPENAI_CONTEXT_LENGTH
-#: Positions of a Long-CLIP text encoder (keep 20, stretch 57 rows by 4: REFERENCE.md section 2).
-LONG_LENGTH = 248
+from ..constants import LONG_LENGTH, STOCK_LENGTH
 
 _SPECIAL_POSITIONS = 2  # start and end token
 

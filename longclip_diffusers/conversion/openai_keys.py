@@ -22,7 +22,8 @@ from dataclasses import dataclass, replace
 import torch
 from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 
-from .errors import CheckpointError
+from ..constants import STOCK_LENGTH
+from ..errors import CheckpointError
 
 #: Long-CLIP's forward adds ``positional_embedding`` through a 0/1 mask that is 1 on rows 0-19 and
 #: ``positional_embedding_res`` through the complementary mask (REFERENCE.md section 1; the masks
@@ -34,7 +35,7 @@ CLIP_BOS_TOKEN_ID = 49406
 CLIP_EOS_TOKEN_ID = 49407
 
 #: Context length of OpenAI's CLIP; a single table of this length is a plain CLIP checkpoint.
-OPENAI_CONTEXT_LENGTH = 77
+OPENAI_CONTEXT_LENGTH = STOCK_LENGTH
 
 #: OpenAI's (and Long-CLIP's) loader derives the head count as width // 64 in both towers.
 HEAD_WIDTH = 64

@@ -28,26 +28,17 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from .defaults import DEFAULT_PIPELINE
-from .errors import CheckpointError, ModelNotAvailableError, OutputExistsError
+from ..errors import CheckpointError, ModelNotAvailableError, OutputExistsError
 from .export import export_checkpoint, resolve_dtype
-from .stretch import DEFAULT_RATIO
-from .tulip import TulipModel, TulipPreTrainedModel, TulipTextModel, TulipTextModelWithProjection
-
-#: Released Long-CLIP checkpoints on the hub and the file each repo holds (REFERENCE.md section 1).
-KNOWN_CHECKPOINTS: dict[str, str] = {
-    "BeichenZhang/LongCLIP-L": "longclip-L.pt",
-    "BeichenZhang/LongCLIP-B": "longclip-B.pt",
-}
-
-#: Released TULIP checkpoints on the hub (REFERENCE.md section 4). Their file names are not known
-#: in advance, so the repo's one checkpoint file is looked up; the released stage-2 files keep
-#: open_clip's unused 77-row text position table, so they are converted with ``tulip=True``.
-KNOWN_TULIP_REPOS: tuple[str, ...] = ("mderakhshani/TULIP",)
-
-#: Long-CLIP keeps CLIP's BPE vocabulary (REFERENCE.md section 1), so a checkpoint without a
-#: tokenizer of its own uses CLIP-L's.
-DEFAULT_TOKENIZER = "openai/clip-vit-large-patch14"
+from ..constants import (
+    DEFAULT_LONG_CLIP,
+    DEFAULT_PIPELINE,
+    DEFAULT_RATIO,
+    DEFAULT_TOKENIZER,
+    KNOWN_CHECKPOINTS,
+    KNOWN_TULIP_REPOS,
+)
+from ..tulip import TulipModel, TulipPreTrainedModel, TulipTextModel, TulipTextModelWithProjection
 
 #: Environment variable that overrides where converted checkpoints are kept.
 CACHE_ENV = "LONGCLIP_DIFFUSERS_CACHE"
@@ -191,7 +182,7 @@ def converted_dir(
     stretch: bool = True,
 ) -> Path:
     """The cached transformers folder of ``checkpoint`` converted as ``kind`` (and ``tulip``, as
-    in :func:`~longclip_diffusers.convert.convert_checkpoint`), converting it on the first call.
+    in :func:`~longclip_diffusers.conversion.convert.convert_checkpoint`), converting it on the first call.
     A plain OpenAI CLIP file (77 positions) is stretched to Long-CLIP's 248 unless ``stretch`` is
     False: then it stays CLIP, for scoring CLIP itself or for a trainer that stretches with its
     own ``keep``/``ratio``. The key is the file's path, size and modification time (so an edited

@@ -4,7 +4,7 @@ ComfyUI sizes a text encoder by its weights: a CLIP-L whose
 ``text_model.embeddings.position_embedding.weight`` has 248 rows becomes a Long-CLIP tower with
 a 248-token tokenizer (REFERENCE.md section 6), and current ComfyUI does the same for SDXL's
 clip_g. So Long-CLIP enters ComfyUI as state dicts in its layout (``text_model.*`` keys,
-``text_projection.weight``, the layout of :func:`~longclip_diffusers.export.layout_state_dict`)
+``text_projection.weight``, the layout of :func:`~longclip_diffusers.io.export.prefixed_state_dict`)
 handed to ``comfy.sd.load_text_encoder_state_dicts``: the Long-CLIP-L encoder in place of the
 CLIP object's clip_l and, for SDXL, its clip_g with the position table stretched by
 knowledge-preserved stretching, so that both towers read 248 tokens (a public Long-CLIP node
@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .compat import text_config
-from .errors import IncompatibleEncoderError
-from .export import layout_state_dict
-from .openai_layout import TEXT_POSITION_KEY
-from .stretch import stretch_plan, stretch_position_table
-from .tokens import LONG_LENGTH
+from ..compat import text_config
+from ..errors import IncompatibleEncoderError
+from ..io.export import prefixed_state_dict
+from ..conversion.openai_keys import TEXT_POSITION_KEY
+from ..length.stretching import stretch_plan, stretch_position_table
+from ..length.tokens import LONG_LENGTH
 
 POSITION_IDS_KEY = "text_model.embeddings.position_ids"
 TOKEN_EMBEDDING_KEY = "text_model.embeddings.token_embedding.weight"
@@ -45,7 +45,7 @@ def comfy_towers(clip_state_dict: dict[str, torch.Tensor]) -> dict[str, dict[str
 def stretched_comfy_state_dict(state_dict: dict[str, torch.Tensor], length: int = LONG_LENGTH) -> dict[str, torch.Tensor]:
     """A copy of a ComfyUI-layout text-encoder state dict whose position table is stretched to at
     least ``length`` rows (unchanged when it has them already), as
-    :func:`~longclip_diffusers.stretch.stretch_plan` decides."""
+    :func:`~longclip_diffusers.length.stretching.stretch_plan` decides."""
     table = state_dict[TEXT_POSITION_KEY]
     if table.shape[0] >= length:
         return dict(state_dict)
@@ -86,7 +86,7 @@ def comfy_long_clip_state_dicts(
             f"the Long-CLIP encoder has {config.max_position_embeddings} positions, fewer than "
             f"{length}; load a Long-CLIP checkpoint (248 positions)"
         )
-    state_dicts = [layout_state_dict(long_clip)]
+    state_dicts = [prefixed_state_dict(long_clip)]
     if "clip_g" in towers:
         state_dicts.append(stretched_comfy_state_dict(towers["clip_g"], length))
     return state_dicts

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OutputExistsError
+from ..errors import OutputExistsError
 
 
 @contextlib.contextmanager

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .compat import text_transformer
-from .errors import IncompatibleEncoderError
+from ..compat import text_transformer
+from ..errors import IncompatibleEncoderError
 
 
 @dataclass(frozen=True)
-class PipelineLayout:
+class PipelineSlots:
     """The text side of a pipeline: which slot takes Long-CLIP, which is stretched."""
 
     kind: str
@@ -46,7 +46,7 @@ class PipelineLayout:
         return tuple(s.replace("text_encoder", "tokenizer") for s in self.encoder_slots)
 
 
-def detect_layout(pipe) -> PipelineLayout:
+def detect_slots(pipe) -> PipelineSlots:
     """Classify ``pipe`` by its text encoders; raise :class:`IncompatibleEncoderError` when it has
     none, or holds text encoders of another family (T5, SD3's triple encoder, ...)."""
     encoder = getattr(pipe, "text_encoder", None)
@@ -66,14 +66,14 @@ def detect_layout(pipe) -> PipelineLayout:
             "it supports SD1.x (CLIPTextModel) and SDXL (CLIPTextModel + CLIPTextModelWithProjection)"
         )
     kind = "sdxl" if encoder is not None and encoder_2 is not None else "sd" if encoder is not None else "refiner"
-    layout = PipelineLayout(kind)
-    for slot in layout.tokenizer_slots:
+    slots = PipelineSlots(kind)
+    for slot in slots.tokenizer_slots:
         if getattr(pipe, slot, None) is None:
             raise IncompatibleEncoderError(
                 f"{name} has no {slot} for its {slot.replace('tokenizer', 'text_encoder')}; "
                 "load the pipeline with its tokenizers"
             )
-    return layout
+    return slots
 
 
 def is_text_encoder(model) -> bool:
@@ -83,10 +83,3 @@ def is_text_encoder(model) -> bool:
     except TypeError:
         return False
     return isinstance(model, nn.Module)
-
-
-def position_limit(encoder: nn.Module) -> int | float:
-    """How many tokens ``encoder`` can read: the rows of its position table, or infinity for an
-    encoder without one (TULIP's rotary positions have no cap)."""
-    table = getattr(text_transformer(encoder).embeddings, "position_embedding", None)
-    return table.num_embeddings if table is not None else float("inf")

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .compat import text_transformer
+from ..compat import text_transformer
+from ..constants import RECIPES
 
-RECIPES = ("standard", "longclip")
 
 
 def check_recipe(recipe: str) -> str:

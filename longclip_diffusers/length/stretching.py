@@ -19,12 +19,10 @@ import math
 import torch
 from torch import nn
 
-from .compat import text_transformer
-from .errors import IncompatibleEncoderError
+from ..compat import text_transformer
+from ..constants import DEFAULT_KEEP, DEFAULT_RATIO
+from ..errors import IncompatibleEncoderError
 
-#: Long-CLIP's released settings (paper, section 4: lambda_2 = 4, 20 rows kept).
-DEFAULT_KEEP = 20
-DEFAULT_RATIO = 4.0
 
 
 def stretched_length(old_length: int, keep: int = DEFAULT_KEEP, ratio: float = DEFAULT_RATIO) -> int:

@@ -20,7 +20,7 @@ from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLP
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from .pipeline_patch import apply_long_clip
+from .swap_encoders import apply_long_clip
 
 
 class LongClipStableDiffusionPipeline(StableDiffusionPipeline):

@@ -1,19 +1,19 @@
 """``apply_long_clip``: give an SD1.x or SDXL diffusers pipeline 248-token text encoders.
 
-What changes, decided by the pipeline's components (:mod:`longclip_diffusers.pipeline_layout`):
+What changes, decided by the pipeline's components (:mod:`longclip_diffusers.drop_in.pipeline_kinds`):
 
 * the CLIP-L ``text_encoder`` (SD1.x, SDXL base) is replaced by the Long-CLIP encoder;
 * SDXL's OpenCLIP bigG ``text_encoder_2`` (base and refiner) is stretched with
   knowledge-preserved stretching, no training (REFERENCE.md section 2); the pooled vector comes
   from it. Every encoder then has 248 positions, the only mix that works (REFERENCE.md section 6);
 * the tokenizers read ``max_length`` tokens;
-* ``pipe.encode_prompt`` becomes a :class:`~longclip_diffusers.prompt_encoding.LongClipPromptEncoder`
+* ``pipe.encode_prompt`` becomes a :class:`~longclip_diffusers.drop_in.encode_prompt.LongClipPromptEncoder`
   (recipe choice, ``clip_skip`` on transformers 5, a warning naming words past the limit).
 
 Everything is checked before anything changes, and any failure while swapping puts the old
 components back. Shared modules are never modified: the stretched ``text_encoder_2`` and the
 tokenizers are new objects (the encoder's weights are shared, see
-:mod:`longclip_diffusers.weight_sharing`), so a stock pipeline made with ``from_pipe`` keeps
+:mod:`longclip_diffusers.length.weight_sharing`), so a stock pipeline made with ``from_pipe`` keeps
 working at 77 tokens next to the patched one (:func:`long_clip_pair`).
 
 Applying twice raises :class:`~longclip_diffusers.IncompatibleEncoderError`: build a fresh
@@ -28,17 +28,17 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from .compat import text_config
-from .encoder_length import fit_encoder_length
-from .errors import IncompatibleEncoderError
-from .loading import load_text_encoder
-from .pipeline_layout import PipelineLayout, detect_layout, position_limit
-from .prompt_encoding import LongClipPromptEncoder
-from .recipes import check_recipe
-from .stretch import DEFAULT_KEEP
-from .tokens import LONG_LENGTH, tokenizer_at
-from .tulip.drop_in import drop_in_classes
-from .weight_sharing import twin_sharing_weights
+from ..compat import text_config
+from ..length.fit_length import fit_encoder_length, position_limit
+from ..errors import IncompatibleEncoderError
+from ..io.loading import load_text_encoder
+from .pipeline_kinds import PipelineSlots, detect_slots
+from .encode_prompt import LongClipPromptEncoder
+from .layer_recipes import check_recipe
+from ..length.stretching import DEFAULT_KEEP
+from ..length.tokens import LONG_LENGTH, tokenizer_at
+from ..tulip.drop_in import drop_in_classes
+from ..length.weight_sharing import twin_sharing_weights
 
 if TYPE_CHECKING:  # importing diffusers' pipelines takes seconds; the hints need no import at run time
     from diffusers import DiffusionPipeline
@@ -68,7 +68,7 @@ def apply_long_clip(
             dtype and device. May be None for a refiner, or when ``text_encoder`` already has
             ``max_length`` positions (a pipeline saved after ``apply_long_clip``).
         recipe: ``"standard"`` (diffusers' layers, what the UNet was trained on) or
-            ``"longclip"`` (the released Long-CLIP SDXL code); see :mod:`longclip_diffusers.recipes`.
+            ``"longclip"`` (the released Long-CLIP SDXL code); see :mod:`longclip_diffusers.drop_in.layer_recipes`.
         max_length: tokens the tokenizers pass on (at most the encoders' positions).
         keep, ratio: knowledge-preserved stretching of ``text_encoder_2`` (Long-CLIP: 20, 4;
             ratio None fits a ``max_length`` above 248 exactly).
@@ -79,32 +79,32 @@ def apply_long_clip(
             encoder does not fit (width, positions, vocabulary); the pipeline is left unchanged.
     """
     check_recipe(recipe)
-    layout = detect_layout(pipe)
+    slots = detect_slots(pipe)
     _refuse_patched(pipe)
-    for slot in layout.encoder_slots:
+    for slot in slots.encoder_slots:
         _refuse_unmovable(pipe, slot)
 
     replacements: dict[str, object] = {}
-    if layout.stretched_slot:
-        replacements[layout.stretched_slot] = _stretched(pipe, layout.stretched_slot, max_length, keep, ratio)
-    if layout.long_clip_slot:
-        replacements[layout.long_clip_slot] = _long_clip_encoder(
-            pipe, layout.long_clip_slot, source, max_length, load_kwargs
+    if slots.stretched_slot:
+        replacements[slots.stretched_slot] = _stretched(pipe, slots.stretched_slot, max_length, keep, ratio)
+    if slots.long_clip_slot:
+        replacements[slots.long_clip_slot] = _long_clip_encoder(
+            pipe, slots.long_clip_slot, source, max_length, load_kwargs
         )
     elif source is not None:
         logger.info("%s has no CLIP-L text_encoder: only text_encoder_2 is stretched", type(pipe).__name__)
-    for slot in layout.tokenizer_slots:
+    for slot in slots.tokenizer_slots:
         replacements[slot] = tokenizer_at(getattr(pipe, slot), max_length)
-    _swap(pipe, layout, replacements, recipe)
+    _swap(pipe, slots, replacements, recipe)
     return pipe
 
 
-def _swap(pipe, layout: PipelineLayout, replacements: dict, recipe: str) -> None:
+def _swap(pipe, slots: PipelineSlots, replacements: dict, recipe: str) -> None:
     previous = {slot: getattr(pipe, slot) for slot in replacements}
     offload_device = getattr(pipe, "_offload_device", None) if getattr(pipe, "_all_hooks", None) else None
     try:
         pipe.register_modules(**replacements)
-        pipe.encode_prompt = LongClipPromptEncoder(pipe, layout, recipe)
+        pipe.encode_prompt = LongClipPromptEncoder(pipe, slots, recipe)
         if offload_device is not None:
             # new modules need accelerate's hooks, in the pipeline's offload order
             pipe.enable_model_cpu_offload(device=offload_device)

@@ -21,13 +21,13 @@ from torch import nn
 from transformers import CLIPModel, CLIPTextModelWithProjection
 
 from ..compat import text_config
-from ..convert import build_without_init
-from ..export import save_clip_model, save_text_encoder
-from ..loading import load_clip_model, load_text_encoder, load_tokenizer
-from ..training.checkpointing import check_output_dir
-from ..training.config import add_data_arguments, add_optimization_arguments, add_run_arguments, check_training_args
-from ..training.data import CaptionTokens
-from ..training.loop import (
+from ..conversion.model_building import build_without_init
+from ..io.export import save_clip_model, save_text_encoder
+from ..io.loading import load_clip_model, load_text_encoder, load_tokenizer
+from .checkpointing import check_output_dir
+from .config import add_data_arguments, add_optimization_arguments, add_run_arguments, check_training_args
+from .data import CaptionTokens
+from .loop import (
     TrainResult,
     epoch_batches,
     finish_run,
@@ -40,13 +40,13 @@ from ..training.loop import (
     run_training_steps,
     train_contrastive,
 )
-from ..training.records import read_records
-from ..training.text_encoding import trim_to_longest
-from .configuration import TulipConfig, tulip_text_config_from_clip
-from .context import set_context_length
-from .full_model import TulipModel
-from .modeling import TulipTextModelWithProjection
-from .rope import DEFAULT_NTK_ALPHA
+from .records import read_records
+from .text_encoding import trim_to_longest
+from ..tulip.configuration import TulipConfig, tulip_text_config_from_clip
+from ..tulip.context import set_context_length
+from ..tulip.full_model import TulipModel
+from ..tulip.modeling import TulipTextModelWithProjection
+from ..tulip.rope import DEFAULT_NTK_ALPHA
 
 #: Stage 1 cuts captions where the teacher's absolute positions end (paper section 4).
 TEACHER_CONTEXT_LENGTH = 77

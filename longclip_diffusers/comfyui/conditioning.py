@@ -3,7 +3,7 @@
 ComfyUI passes text conditioning as a list of ``[cond, extras]`` pairs: ``cond`` is the UNet's
 cross-attention input ``[B, L, C]`` and ``extras`` a dict holding ``pooled_output`` ``[B, P]``
 and, for SDXL, the size fields ComfyUI's ``CLIPTextEncodeSDXL`` sets (REFERENCE.md section 6).
-The layers read are those of :mod:`longclip_diffusers.recipes`, as in a patched diffusers
+The layers read are those of :mod:`longclip_diffusers.drop_in.layer_recipes`, as in a patched diffusers
 pipeline: SD1.x the last layer after the final LayerNorm; SDXL both encoders' penultimate layer
 (``"standard"``) or the last normalised one (``"longclip"``), concatenated on the feature axis,
 pooled from the projected second encoder. Unlike ComfyUI's own 77-token chunks, every prompt
@@ -19,19 +19,19 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from .compat import text_config
-from .encoder_length import fit_encoder_length
-from .errors import IncompatibleEncoderError
-from .loading import load_text_encoder, load_tokenizer
-from .recipes import normalized_layer, sdxl_layer
-from .tokens import LONG_LENGTH, tokenizer_at
+from ..compat import text_config
+from ..length.fit_length import fit_encoder_length
+from ..errors import IncompatibleEncoderError
+from ..io.loading import load_text_encoder, load_tokenizer
+from ..drop_in.layer_recipes import normalized_layer, sdxl_layer
+from ..length.tokens import LONG_LENGTH, tokenizer_at
 
 #: ComfyUI's CONDITIONING: ``[[cond [B, L, C], {"pooled_output": [B, P], ...}], ...]``.
 Conditioning = list
 
 
 @dataclass(frozen=True)
-class PromptEncoder:
+class EncoderWithTokenizer:
     """A text encoder and the tokenizer that feeds it (padded to ``tokenizer.model_max_length``)."""
 
     model: nn.Module
@@ -48,14 +48,14 @@ class PromptEncoder:
         return text_config(self.model).hidden_size
 
 
-def load_prompt_encoder(
+def load_encoder_with_tokenizer(
     source: str | os.PathLike,
     *,
     with_projection: bool = False,
     length: int = LONG_LENGTH,
     torch_dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
-) -> PromptEncoder:
+) -> EncoderWithTokenizer:
     """Load an encoder and its tokenizer (:func:`~longclip_diffusers.load_text_encoder`,
     :func:`~longclip_diffusers.load_tokenizer`) reading ``length`` tokens.
 
@@ -64,18 +64,18 @@ def load_prompt_encoder(
     ``with_projection`` loads the projection SDXL pools from (the ``clip_g`` slot).
     """
     model = load_text_encoder(source, with_projection=with_projection, torch_dtype=torch_dtype, device=device)
-    return fit_prompt_encoder(model, load_tokenizer(source), length)
+    return fit_encoder_with_tokenizer(model, load_tokenizer(source), length)
 
 
-def fit_prompt_encoder(model: nn.Module, tokenizer: PreTrainedTokenizerBase, length: int = LONG_LENGTH) -> PromptEncoder:
-    """``model`` made to read ``length`` tokens (:func:`~longclip_diffusers.encoder_length.fit_encoder_length`:
+def fit_encoder_with_tokenizer(model: nn.Module, tokenizer: PreTrainedTokenizerBase, length: int = LONG_LENGTH) -> EncoderWithTokenizer:
+    """``model`` made to read ``length`` tokens (:func:`~longclip_diffusers.length.fit_length.fit_encoder_length`:
     a stretched twin when its table is shorter; ``model`` itself is left as it was) with a copy of
     ``tokenizer`` reading ``length`` tokens."""
-    return PromptEncoder(fit_encoder_length(model, length), tokenizer_at(tokenizer, length))
+    return EncoderWithTokenizer(fit_encoder_length(model, length), tokenizer_at(tokenizer, length))
 
 
 @torch.no_grad()
-def encode_sd15(encoder: PromptEncoder, text: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_sd15(encoder: EncoderWithTokenizer, text: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(cond [1, L, W], pooled [1, P])`` as SD1.x reads them: layer ``-(clip_skip + 1)``
     through the final LayerNorm (the last layer by default)."""
     output = _run(encoder, text)
@@ -84,8 +84,8 @@ def encode_sd15(encoder: PromptEncoder, text: str, clip_skip: int | None = None)
 
 @torch.no_grad()
 def encode_sdxl(
-    encoder_l: PromptEncoder,
-    encoder_g: PromptEncoder,
+    encoder_l: EncoderWithTokenizer,
+    encoder_g: EncoderWithTokenizer,
     text_l: str,
     text_g: str,
     recipe: str = "standard",
@@ -115,15 +115,15 @@ def encode_sdxl(
     return cond, _pooled(output_g)
 
 
-def sd15_conditioning(encoder: PromptEncoder, text: str, clip_skip: int | None = None) -> Conditioning:
+def sd15_conditioning(encoder: EncoderWithTokenizer, text: str, clip_skip: int | None = None) -> Conditioning:
     """ComfyUI CONDITIONING for SD1.x: ``[[cond [1, L, W], {"pooled_output": [1, P]}]]``."""
     cond, pooled = encode_sd15(encoder, text, clip_skip)
     return [[_comfy_tensor(cond), {"pooled_output": _comfy_tensor(pooled)}]]
 
 
 def sdxl_conditioning(
-    encoder_l: PromptEncoder,
-    encoder_g: PromptEncoder,
+    encoder_l: EncoderWithTokenizer,
+    encoder_g: EncoderWithTokenizer,
     text_l: str,
     text_g: str,
     *,
@@ -152,7 +152,7 @@ def sdxl_conditioning(
     return [[_comfy_tensor(cond), extras]]
 
 
-def _run(encoder: PromptEncoder, text: str):
+def _run(encoder: EncoderWithTokenizer, text: str):
     input_ids = encoder.tokenizer(
         [text],
         padding="max_length",

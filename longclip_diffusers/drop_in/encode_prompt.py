@@ -7,7 +7,7 @@ filled in the embeddings diffusers would get wrong:
 
 * SD1.x with ``clip_skip``: diffusers reaches ``text_encoder.text_model.final_layer_norm``, which
   transformers 5's flat ``CLIPTextModel`` lacks (REFERENCE.md section 6);
-* SDXL with the ``"longclip"`` recipe (see :mod:`longclip_diffusers.recipes`).
+* SDXL with the ``"longclip"`` recipe (see :mod:`longclip_diffusers.drop_in.layer_recipes`).
 
 It also warns, naming the words, when a prompt runs past the encoders' length.
 """
@@ -20,17 +20,17 @@ import warnings
 
 import torch
 
-from .pipeline_layout import PipelineLayout
-from .recipes import check_recipe, normalized_layer, sdxl_layer
-from .tokens import token_report
+from .pipeline_kinds import PipelineSlots
+from .layer_recipes import check_recipe, normalized_layer, sdxl_layer
+from ..length.tokens import token_report
 
 
 class LongClipPromptEncoder:
     """Callable replacing ``pipe.encode_prompt``; its presence marks a patched pipeline."""
 
-    def __init__(self, pipe, layout: PipelineLayout, recipe: str = "standard"):
+    def __init__(self, pipe, slots: PipelineSlots, recipe: str = "standard"):
         self.pipe = pipe
-        self.layout = layout
+        self.slots = slots
         self.recipe = check_recipe(recipe)
         self.original = type(pipe).encode_prompt.__get__(pipe)
         self.signature = inspect.signature(self.original)
@@ -40,7 +40,7 @@ class LongClipPromptEncoder:
         call.apply_defaults()
         arguments = call.arguments
         self._warn_about_dropped_words(arguments)
-        if self.layout.kind == "sd":
+        if self.slots.kind == "sd":
             if arguments.get("clip_skip") is not None:
                 self._fill_sd_clip_skip(arguments)
         elif self.recipe == "longclip":
@@ -98,7 +98,7 @@ class LongClipPromptEncoder:
         pooled vector is the projected one of ``text_encoder_2``. The refiner, like diffusers,
         feeds ``texts`` to its only encoder."""
         parts, pooled = [], None
-        for text, slot in zip((texts, texts_2), self.layout.encoder_slots):
+        for text, slot in zip((texts, texts_2), self.slots.encoder_slots):
             hidden, pooled = self._encode(text, slot.replace("text_encoder", "tokenizer"), slot, device, select, length)
             parts.append(hidden)
         return torch.cat(parts, dim=-1), pooled
@@ -128,7 +128,7 @@ class LongClipPromptEncoder:
         own encoding."""
         from diffusers.utils import USE_PEFT_BACKEND, scale_lora_layers, unscale_lora_layers
 
-        encoders = [getattr(self.pipe, slot) for slot in self.layout.encoder_slots]
+        encoders = [getattr(self.pipe, slot) for slot in self.slots.encoder_slots]
         active = lora_scale is not None and USE_PEFT_BACKEND
         if active:
             for encoder in encoders:
@@ -141,7 +141,7 @@ class LongClipPromptEncoder:
                     unscale_lora_layers(encoder, lora_scale)
 
     def _warn_about_dropped_words(self, arguments: dict) -> None:
-        tokenizer = getattr(self.pipe, self.layout.tokenizer_slots[0])
+        tokenizer = getattr(self.pipe, self.slots.tokenizer_slots[0])
         texts = []
         for name in ("prompt", "prompt_2", "negative_prompt", "negative_prompt_2"):
             value = arguments.get(name)

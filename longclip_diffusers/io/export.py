@@ -27,22 +27,20 @@ from transformers import (
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
 
 from .atomic import atomic_output_dir
-from .compat import text_config, text_transformer
-from .convert import ConvertKind, convert_checkpoint
-from .stretch import DEFAULT_KEEP, DEFAULT_RATIO
-from .tokens import tokenizer_at
-from .tulip import TulipModel, TulipTextModel, TulipTextModelWithProjection
+from ..compat import text_config, text_transformer
+from ..constants import DTYPE_NAMES
+from ..conversion.convert import convert_checkpoint
+from ..conversion.model_building import ConvertKind
+from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO
+from ..length.tokens import tokenizer_at
+from ..tulip import TulipModel, TulipTextModel, TulipTextModelWithProjection
 
 #: The text encoders and full models saved here: CLIP's classes and their TULIP counterparts.
 TEXT_ENCODER_CLASSES = (CLIPTextModel, CLIPTextModelWithProjection, TulipTextModel, TulipTextModelWithProjection)
 FULL_MODEL_CLASSES = (CLIPModel, TulipModel)
 
 #: The ``--dtype`` / ``torch_dtype`` choices, by name.
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -111,7 +109,7 @@ def clip_image_processor(image_size: int):
     )
 
 
-def layout_state_dict(model: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def prefixed_state_dict(model: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """The model's weights keyed as on disk (``text_model.`` prefix even for transformers 5's
     flat ``CLIPTextModel``), on CPU, floating tensors cast to ``dtype`` when given."""
     prefix = "text_model." if text_transformer(model) is model else ""
@@ -153,7 +151,7 @@ def export_checkpoint(
     ratio: float = DEFAULT_RATIO,
     tulip: bool | None = None,
 ) -> Path:
-    """Convert an OpenAI-layout checkpoint file (:func:`~longclip_diffusers.convert.convert_checkpoint`)
+    """Convert an OpenAI-layout checkpoint file (:func:`~longclip_diffusers.conversion.convert.convert_checkpoint`)
     and save it to ``out_dir`` in one atomic step: an existing ``out_dir`` is refused before any
     work, and a failure at any point leaves nothing behind. ``tokenizer`` also supplies the
     special ids the converted config pools with."""
@@ -184,7 +182,7 @@ def _write(model, directory: Path, tokenizer, dtype: torch.dtype | None) -> None
         ids_config.bos_token_id = tokenizer.bos_token_id
         ids_config.eos_token_id = tokenizer.eos_token_id
         ids_config.pad_token_id = tokenizer.pad_token_id
-    save_file(layout_state_dict(model, dtype), directory / WEIGHTS_NAME, metadata={"format": "pt"})
+    save_file(prefixed_state_dict(model, dtype), directory / WEIGHTS_NAME, metadata={"format": "pt"})
     config.save_pretrained(directory)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)

@@ -2,7 +2,7 @@
 
 TULIP's text tower is OpenAI CLIP's key for key (REFERENCE.md sections 1 and 4) except that it
 has no ``positional_embedding``. So the conversion reuses THE key map and config inference of
-:mod:`longclip_diffusers.openai_layout` by presenting the tower as what it is, an OpenAI tower
+:mod:`longclip_diffusers.conversion.openai_keys` by presenting the tower as what it is, an OpenAI tower
 whose position table has zero rows; the empty table is dropped again after mapping.
 """
 
@@ -12,10 +12,10 @@ import os
 
 import torch
 
-from ..checkpoint import as_state_dict, read_state_dict
-from ..convert import ConvertKind, assign_all_weights, build_without_init, rename_to_model_keys
+from .read_checkpoint import as_state_dict, read_state_dict
+from .model_building import ConvertKind, assign_all_weights, build_without_init, rename_to_model_keys
 from ..errors import CheckpointError
-from ..openai_layout import (
+from .openai_keys import (
     CLIP_BOS_TOKEN_ID,
     CLIP_EOS_TOKEN_ID,
     LOGIT_SCALE_KEY,
@@ -27,10 +27,10 @@ from ..openai_layout import (
     openai_text_to_transformers,
     openai_to_transformers,
 )
-from .configuration import TulipConfig, tulip_text_config_from_clip
-from .full_model import TulipModel
-from .modeling import TulipTextModel, TulipTextModelWithProjection
-from .rope import DEFAULT_ROPE_BASE
+from ..tulip.configuration import TulipConfig, tulip_text_config_from_clip
+from ..tulip.full_model import TulipModel
+from ..tulip.modeling import TulipTextModel, TulipTextModelWithProjection
+from ..tulip.rope import DEFAULT_ROPE_BASE
 
 #: The context TULIP's main run was trained at (paper section 4; REFERENCE.md section 4).
 TULIP_CONTEXT_LENGTH = 248
