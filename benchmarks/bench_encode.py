@@ -45,8 +45,8 @@ from pathlib import Path
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from longclip_diffusers.io.atomic import atomic_write_file
 from longclip_diffusers.drop_in.layer_recipes import sdxl_layer
+from longclip_diffusers.io.atomic import atomic_write_file
 
 BOS, EOS, VOCAB = 49406, 49407, 49408
 CLIP_LENGTH, LONG_LENGTH = 77, 248
@@ -57,15 +57,28 @@ UNET_TOKENS, UNET_DIM, UNET_HEADS, UNET_CROSS_DIM = 32 * 32, 1280, 20, 2048
 
 def encoder_configs() -> dict[str, CLIPTextConfig]:
     """SDXL's two text encoders at their real shapes, with 248 positions."""
-    common = dict(vocab_size=VOCAB, max_position_embeddings=LONG_LENGTH, bos_token_id=BOS,
-                  eos_token_id=EOS, pad_token_id=EOS)
+    common = dict(
+        vocab_size=VOCAB, max_position_embeddings=LONG_LENGTH, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=EOS
+    )
     return {
-        "clip_l": CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                 num_attention_heads=12, projection_dim=768, hidden_act="quick_gelu",
-                                 **common),
-        "bigg": CLIPTextConfig(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
-                               num_attention_heads=20, projection_dim=1280, hidden_act="gelu",
-                               **common),
+        "clip_l": CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            projection_dim=768,
+            hidden_act="quick_gelu",
+            **common,
+        ),
+        "bigg": CLIPTextConfig(
+            hidden_size=1280,
+            intermediate_size=5120,
+            num_hidden_layers=32,
+            num_attention_heads=20,
+            projection_dim=1280,
+            hidden_act="gelu",
+            **common,
+        ),
     }
 
 
@@ -102,8 +115,15 @@ def sdxl_encode(clip_l, bigg, windows: list[torch.Tensor]) -> tuple[torch.Tensor
     for ids in windows:
         first = clip_l(input_ids=ids, output_hidden_states=True)
         second = bigg(input_ids=ids, output_hidden_states=True)
-        contexts.append(torch.cat([sdxl_layer("standard", clip_l, first.hidden_states),
-                                   sdxl_layer("standard", bigg, second.hidden_states)], dim=-1))
+        contexts.append(
+            torch.cat(
+                [
+                    sdxl_layer("standard", clip_l, first.hidden_states),
+                    sdxl_layer("standard", bigg, second.hidden_states),
+                ],
+                dim=-1,
+            )
+        )
         pooled = second.text_embeds if pooled is None else pooled
     return torch.cat(contexts, dim=1), pooled
 
@@ -112,9 +132,13 @@ def unet_block(device: torch.device, dtype: torch.dtype):
     from diffusers.models.attention import BasicTransformerBlock
 
     torch.manual_seed(0)
-    block = BasicTransformerBlock(dim=UNET_DIM, num_attention_heads=UNET_HEADS,
-                                  attention_head_dim=UNET_DIM // UNET_HEADS,
-                                  cross_attention_dim=UNET_CROSS_DIM, activation_fn="geglu")
+    block = BasicTransformerBlock(
+        dim=UNET_DIM,
+        num_attention_heads=UNET_HEADS,
+        attention_head_dim=UNET_DIM // UNET_HEADS,
+        cross_attention_dim=UNET_CROSS_DIM,
+        activation_fn="geglu",
+    )
     return block.to(device, dtype).eval()
 
 
@@ -165,8 +189,11 @@ def timed(fn, device: torch.device, warmup: int, repeats: int, memory: PeakMemor
         fn()
     first, peak = memory.measure(lambda: _run_timed(fn, device))
     runs = [first] + [_run_timed(fn, device) for _ in range(repeats - 1)]
-    result = {"seconds": round(statistics.median(wall for wall, _ in runs), 4), "runs": len(runs),
-              "peak_mib": None if peak is None else round(peak, 1)}
+    result = {
+        "seconds": round(statistics.median(wall for wall, _ in runs), 4),
+        "runs": len(runs),
+        "peak_mib": None if peak is None else round(peak, 1),
+    }
     if device.type == "cpu":
         result["cpu_seconds"] = round(statistics.median(cpu for _, cpu in runs), 4)
     return result
@@ -208,10 +235,17 @@ def bench_text(device, dtype, warmup, repeats, memory) -> tuple[dict, list[dict]
     cases = []
     for batch in (1, 2):
         for mode, windows in prompt_inputs(batch, device).items():
-            result = timed(lambda: sdxl_encode(clip_l, bigg, windows), device, warmup, repeats, memory)
+            result = timed(lambda windows=windows: sdxl_encode(clip_l, bigg, windows), device, warmup, repeats, memory)
             context_tokens = sum(ids.shape[1] for ids in windows)
-            cases.append({"mode": mode, "batch": batch, "passes_per_encoder": len(windows),
-                          "context_shape": [batch, context_tokens, 768 + 1280], **result})
+            cases.append(
+                {
+                    "mode": mode,
+                    "batch": batch,
+                    "passes_per_encoder": len(windows),
+                    "context_shape": [batch, context_tokens, 768 + 1280],
+                    **result,
+                }
+            )
             _log(f"text {mode} batch {batch}: {result}")
     ratios = {
         f"{clock}_batch{batch}": {
@@ -241,7 +275,9 @@ def bench_unet_block(device, dtype, warmup, repeats, memory) -> dict:
     cases = []
     for length in (CLIP_LENGTH, LONG_LENGTH, 4 * CLIP_LENGTH):
         context = torch.randn(2, length, UNET_CROSS_DIM, generator=generator).to(device, dtype)
-        result = timed(lambda: block(hidden, encoder_hidden_states=context), device, warmup, repeats, memory)
+        result = timed(
+            lambda context=context: block(hidden, encoder_hidden_states=context), device, warmup, repeats, memory
+        )
         cases.append({"context_tokens": length, **result})
         _log(f"unet block, context {length}: {result}")
     ratios = {}
@@ -253,9 +289,14 @@ def bench_unet_block(device, dtype, warmup, repeats, memory) -> dict:
         }
     return {
         "block": "diffusers BasicTransformerBlock (self-attn, cross-attn, GEGLU)",
-        "dim": UNET_DIM, "heads": UNET_HEADS, "cross_attention_dim": UNET_CROSS_DIM,
-        "image_tokens": UNET_TOKENS, "batch": 2, "parameters": _params(block),
-        "cases": cases, "ratios": ratios,
+        "dim": UNET_DIM,
+        "heads": UNET_HEADS,
+        "cross_attention_dim": UNET_CROSS_DIM,
+        "image_tokens": UNET_TOKENS,
+        "batch": 2,
+        "parameters": _params(block),
+        "cases": cases,
+        "ratios": ratios,
     }
 
 
@@ -263,13 +304,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="OUT", help="write the results to this file")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
-                        help="default: float32 on CPU, float16 on CUDA")
+    parser.add_argument(
+        "--dtype", choices=("float32", "float16", "bfloat16"), help="default: float32 on CPU, float16 on CUDA"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per case (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (default 3)")
-    parser.add_argument("--threads", type=int,
-                        help="CPU threads (default: torch's); 1 avoids thread-barrier stalls on a "
-                        "CPU shared with other jobs")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default: torch's); 1 avoids thread-barrier stalls on a CPU shared with other jobs",
+    )
     return parser.parse_args(argv)
 
 
@@ -311,20 +355,26 @@ def main(argv=None) -> dict:
 
 def report(results: dict) -> str:
     cpu = "cpu_seconds" in results["text_encoding"][0]
-    lines = [f"{results['device']}, {results['dtype']}, {results['threads']} threads",
-             f"{'SDXL prompt encoding':<22}{'batch':>6}{'wall s':>9}{'cpu s':>9}{'peak MiB':>10}  context"]
+    lines = [
+        f"{results['device']}, {results['dtype']}, {results['threads']} threads",
+        f"{'SDXL prompt encoding':<22}{'batch':>6}{'wall s':>9}{'cpu s':>9}{'peak MiB':>10}  context",
+    ]
     for case in results["text_encoding"]:
-        lines.append(f"{case['mode']:<22}{case['batch']:>6}{case['seconds']:>9.2f}"
-                     f"{case['cpu_seconds'] if cpu else float('nan'):>9.2f}"
-                     f"{_mib(case['peak_mib']):>10}  {case['context_shape']}")
+        lines.append(
+            f"{case['mode']:<22}{case['batch']:>6}{case['seconds']:>9.2f}"
+            f"{case['cpu_seconds'] if cpu else float('nan'):>9.2f}"
+            f"{_mib(case['peak_mib']):>10}  {case['context_shape']}"
+        )
     for name, ratio in results["ratios"].items():
         lines.append(f"{name}: b/a = {ratio['b_over_a']}, b/c = {ratio['b_over_c']}")
     unet = results["unet_block"]
     lines.append(f"UNet block ({unet['image_tokens']} image tokens, batch {unet['batch']})")
     for case in unet["cases"]:
-        lines.append(f"  context {case['context_tokens']:>4}: {case['seconds']:.2f} s wall"
-                     + (f", {case['cpu_seconds']:.2f} s cpu" if cpu else "")
-                     + f", peak {_mib(case['peak_mib'])} MiB")
+        lines.append(
+            f"  context {case['context_tokens']:>4}: {case['seconds']:.2f} s wall"
+            + (f", {case['cpu_seconds']:.2f} s cpu" if cpu else "")
+            + f", peak {_mib(case['peak_mib'])} MiB"
+        )
     for clock, ratio in unet["ratios"].items():
         lines.append(f"  {clock}: 248/77 = {ratio['248_over_77']}, 308/248 = {ratio['308_over_248']}")
     return "\n".join(lines)

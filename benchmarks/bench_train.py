@@ -40,8 +40,14 @@ def write_inputs(args, folder: Path) -> None:
 
     tokenizer = tiny_clip_tokenizer(model_max_length=248)
     model = tiny_clip_model(
-        seed=0, hidden_size=768, num_layers=12, num_heads=12, image_size=args.image_size,
-        patch_size=16, projection_dim=768, tokenizer=tokenizer,
+        seed=0,
+        hidden_size=768,
+        num_layers=12,
+        num_heads=12,
+        image_size=args.image_size,
+        patch_size=16,
+        projection_dim=768,
+        tokenizer=tokenizer,
     )
     model.save_pretrained(folder / "model")
     tokenizer.save_pretrained(folder / "model")
@@ -53,7 +59,9 @@ def write_inputs(args, folder: Path) -> None:
         return " ".join(words[i] for i in picks)
 
     def ids(lengths: list[int]) -> torch.Tensor:
-        return tokenizer([caption(n) for n in lengths], padding="max_length", max_length=248, return_tensors="pt").input_ids
+        return tokenizer(
+            [caption(n) for n in lengths], padding="max_length", max_length=248, return_tensors="pt"
+        ).input_ids
 
     batch = range(args.batch_size)
     save_file(
@@ -103,7 +111,10 @@ def released_step(model, pixels, long_ids, short_ids):
 
     def clip_loss(a, b):
         logits = scale * a @ b.T
-        return (F.cross_entropy(logits, targets, label_smoothing=0.1) + F.cross_entropy(logits.T, targets, label_smoothing=0.1)) / 2
+        return (
+            F.cross_entropy(logits, targets, label_smoothing=0.1)
+            + F.cross_entropy(logits.T, targets, label_smoothing=0.1)
+        ) / 2
 
     return clip_loss(image, long) + clip_loss(coarse, short)
 
@@ -152,8 +163,12 @@ def run_variant(args) -> dict:
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         memory_kind = "ru_maxrss of the child process (model + optimizer state + step)"
-    return {"step_seconds": times, "peak_memory_mb": peak_mb, "memory_measure": memory_kind,
-            "first_step_loss": first_loss}
+    return {
+        "step_seconds": times,
+        "peak_memory_mb": peak_mb,
+        "memory_measure": memory_kind,
+        "first_step_loss": first_loss,
+    }
 
 
 def main(argv=None) -> int:
@@ -177,8 +192,18 @@ def main(argv=None) -> int:
         # alternate the variants so that load from other users of the machine hits both alike
         for _ in range(args.rounds):
             for variant in VARIANTS:
-                command = [sys.executable, __file__, "--variant", variant, "--inputs", folder,
-                           "--device", args.device, "--steps", str(args.steps)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--variant",
+                    variant,
+                    "--inputs",
+                    folder,
+                    "--device",
+                    args.device,
+                    "--steps",
+                    str(args.steps),
+                ]
                 done = subprocess.run(command, capture_output=True, text=True, check=True)
                 runs[variant].append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(f"{variant}: {runs[variant][-1]['step_seconds']} s", file=sys.stderr)
@@ -210,7 +235,8 @@ def main(argv=None) -> int:
         "released": results["released"],
         "speedup": results["released"]["best_step_seconds"] / results["ours"]["best_step_seconds"],
         "memory_ratio_ours_over_released": results["ours"]["peak_memory_mb"] / results["released"]["peak_memory_mb"],
-        "same_first_step_loss": abs(results["ours"]["first_step_loss"] - results["released"]["first_step_loss"]) < 1e-3,
+        "same_first_step_loss": abs(results["ours"]["first_step_loss"] - results["released"]["first_step_loss"])
+        < 1e-3,
         "command": "python benchmarks/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     text = json.dumps(report, indent=2)

@@ -27,10 +27,27 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny schedule (a few minutes): a smoke test, not a result")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help=f"where the JSON, Markdown and PNG go (default {RESULTS_DIR})")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per core); 1 is faster on a machine other jobs are loading")
-    parser.add_argument("--work-dir", type=Path, default=None, help="keep the data and models here (default: a temporary folder, deleted at the end)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny schedule (a few minutes): a smoke test, not a result"
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=RESULTS_DIR,
+        help=f"where the JSON, Markdown and PNG go (default {RESULTS_DIR})",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice, one per core); 1 is faster on a machine other jobs are loading",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="keep the data and models here (default: a temporary folder, deleted at the end)",
+    )
     return parser
 
 

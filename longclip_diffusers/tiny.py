@@ -177,9 +177,7 @@ def tiny_clip_model(
         hidden_act=hidden_act,
         layer_norm_eps=1e-5,
     )
-    config = CLIPConfig(
-        text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=projection_dim
-    )
+    config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=projection_dim)
     return CLIPModel(config).eval()
 
 

@@ -20,8 +20,8 @@ from torch import nn
 
 from longclip_diffusers.evaluation import EvalModel
 from longclip_diffusers.io.export import save_clip_model
-from longclip_diffusers.tiny import tiny_clip_model, tiny_clip_tokenizer
 from longclip_diffusers.io.image_preprocessing import ClipImageTransform
+from longclip_diffusers.tiny import tiny_clip_model, tiny_clip_tokenizer
 
 COLOURS = ("red", "green", "blue")
 RGB = {"red": (230, 10, 10), "green": (10, 230, 10), "blue": (10, 10, 230)}

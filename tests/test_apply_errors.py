@@ -20,7 +20,7 @@ SLOTS = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
 
 
 def _snapshot(pipe) -> dict:
-    state = {"encode_prompt" : "encode_prompt" in pipe.__dict__}
+    state = {"encode_prompt": "encode_prompt" in pipe.__dict__}
     for slot in SLOTS:
         component = getattr(pipe, slot, None)
         if component is None:

@@ -12,10 +12,10 @@ from diffusers import (
     StableDiffusionImg2ImgPipeline,
     StableDiffusionPipeline,
 )
+from pipeline_helpers import sd_embeds, tail_prompts
 
 from longclip_diffusers import apply_long_clip, long_clip_pair
 from longclip_diffusers.tiny import tiny_long_clip_encoder, tiny_sd_pipeline
-from pipeline_helpers import sd_embeds, tail_prompts
 
 
 @pytest.fixture
@@ -77,8 +77,9 @@ def test_pipeline_classes_are_told_apart_by_components_not_names(pipe, long_prom
     for variant in (img2img, controlnet):
         apply_long_clip(variant, tiny_long_clip_encoder())
         assert sd_embeds(variant, long_prompt).shape == (1, 248, 32)
-    image = img2img(long_prompt, image=torch.rand(1, 3, 32, 32), num_inference_steps=2, strength=1.0,
-                    output_type="np").images[0]
+    image = img2img(
+        long_prompt, image=torch.rand(1, 3, 32, 32), num_inference_steps=2, strength=1.0, output_type="np"
+    ).images[0]
     assert np.isfinite(image).all()
 
 

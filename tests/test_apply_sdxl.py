@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionXLImg2ImgPipeline
+from pipeline_helpers import sdxl_embeds, tail_prompts
 
 from longclip_diffusers import apply_long_clip, long_clip_pair, stretch_text_encoder
 from longclip_diffusers.compat import text_transformer
@@ -16,7 +17,6 @@ from longclip_diffusers.tiny import (
     tiny_sdxl_refiner_pipeline,
     tiny_text_encoder,
 )
-from pipeline_helpers import sdxl_embeds, tail_prompts
 
 
 @pytest.fixture
@@ -81,8 +81,9 @@ def test_refiner_gets_a_stretched_text_encoder_2_and_runs(long_prompt):
     assert refiner.tokenizer_2.model_max_length == 248
     embeds, pooled = sdxl_embeds(refiner, long_prompt)
     assert embeds.shape == (1, 248, 32) and pooled.shape == (1, 32)
-    image = refiner(long_prompt, image=torch.rand(1, 3, 32, 32), num_inference_steps=2, strength=1.0,
-                    output_type="np").images[0]
+    image = refiner(
+        long_prompt, image=torch.rand(1, 3, 32, 32), num_inference_steps=2, strength=1.0, output_type="np"
+    ).images[0]
     assert np.isfinite(image).all()
 
 

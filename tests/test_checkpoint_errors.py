@@ -125,14 +125,15 @@ def test_unknown_extension_is_refused(tmp_path, saved):
 
 
 def test_dict_that_is_not_clip_is_refused():
-    with pytest.raises(
-        CheckpointError, match="not an OpenAI-layout CLIP state dict: no 'token_embedding.weight'"
-    ):
+    with pytest.raises(CheckpointError, match="not an OpenAI-layout CLIP state dict: no 'token_embedding.weight'"):
         convert_checkpoint({"encoder.weight": torch.zeros(4, 4)})
 
 
 def test_transformers_layout_points_to_the_transformers_loaders():
-    with pytest.raises(CheckpointError, match="transformers CLIP model.s weights file already. Fix: pass the folder holding it with its config.json"):
+    with pytest.raises(
+        CheckpointError,
+        match="transformers CLIP model.s weights file already. Fix: pass the folder holding it with its config.json",
+    ):
         convert_checkpoint({"text_model.embeddings.token_embedding.weight": torch.zeros(4, 4)}, kind="text")
 
 

@@ -302,8 +302,13 @@ def test_stretch_of_a_tulip_folder_says_it_needs_no_stretching(work, tokenizer_d
 
 @pytest.mark.parametrize(
     "option, message",
-    [(["--keep", "-1"], "pass 0 or more"), (["--keep", "2.5"], "not a whole number"),
-     (["--ratio", "0"], "above 0"), (["--ratio", "nan"], "above 0"), (["--ratio", "x"], "not a number")],
+    [
+        (["--keep", "-1"], "pass 0 or more"),
+        (["--keep", "2.5"], "not a whole number"),
+        (["--ratio", "0"], "above 0"),
+        (["--ratio", "nan"], "above 0"),
+        (["--ratio", "x"], "not a number"),
+    ],
 )
 @pytest.mark.parametrize("command", ["stretch", "convert"])
 def test_bad_keep_or_ratio_fails_before_any_model_is_read(work, command, option, message, capsys):

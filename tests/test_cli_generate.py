@@ -5,9 +5,9 @@ from __future__ import annotations
 import huggingface_hub
 import pytest
 from PIL import Image
+from pipeline_helpers import write_tiny_model_dirs
 
 from longclip_diffusers.cli.main import build_parser, main
-from pipeline_helpers import write_tiny_model_dirs
 
 PROMPT = " ".join(["a red cat sits under a tree near the river"] * 12)  # 120 tokens
 
@@ -19,11 +19,30 @@ def model_dirs(tmp_path_factory):
 
 def _generate(model_dirs, out, *extra, pipeline="sd"):
     pipeline, long_clip = model_dirs / pipeline, model_dirs / "long-clip"
-    return main([
-        "generate", "--prompt", PROMPT, "--pipeline", str(pipeline), "--long-clip", str(long_clip),
-        "--steps", "2", "--height", "32", "--width", "32", "--seed", "3", "--device", "cpu",
-        "--out", str(out), *extra,
-    ])
+    return main(
+        [
+            "generate",
+            "--prompt",
+            PROMPT,
+            "--pipeline",
+            str(pipeline),
+            "--long-clip",
+            str(long_clip),
+            "--steps",
+            "2",
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--seed",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.parametrize("pipeline", ["sd", "sdxl"])
@@ -45,8 +64,21 @@ def test_compare_writes_the_stock_image_and_a_side_by_side_sheet(model_dirs, tmp
 
 
 def test_a_missing_pipeline_fails_with_one_line_and_writes_nothing(model_dirs, tmp_path, capsys):
-    code = main(["generate", "--prompt", "a cat", "--pipeline", str(tmp_path / "nope"),
-                 "--long-clip", str(model_dirs / "long-clip"), "--device", "cpu", "--out", str(tmp_path / "x.png")])
+    code = main(
+        [
+            "generate",
+            "--prompt",
+            "a cat",
+            "--pipeline",
+            str(tmp_path / "nope"),
+            "--long-clip",
+            str(model_dirs / "long-clip"),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "x.png"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: ") and "does not exist. Fix: pass a diffusers pipeline folder" in err
     assert not any(tmp_path.iterdir())
@@ -63,8 +95,21 @@ def test_an_offline_pipeline_hub_id_fails_with_the_download_to_make(model_dirs, 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     out = tmp_path / "x.png"
-    code = main(["generate", "--prompt", "a cat", "--pipeline", "someone/sdxl-finetune",
-                 "--long-clip", str(model_dirs / "long-clip"), "--device", "cpu", "--out", str(out)])
+    code = main(
+        [
+            "generate",
+            "--prompt",
+            "a cat",
+            "--pipeline",
+            "someone/sdxl-finetune",
+            "--long-clip",
+            str(model_dirs / "long-clip"),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: ") and "hf download someone/sdxl-finetune" in err
     assert not out.exists()

@@ -26,9 +26,9 @@ from longclip_diffusers.comfyui.conditioning import (
     sd15_conditioning,
     sdxl_conditioning,
 )
+from longclip_diffusers.conversion.openai_keys import TEXT_POSITION_KEY
 from longclip_diffusers.drop_in.swap_encoders import apply_long_clip
 from longclip_diffusers.io.export import prefixed_state_dict
-from longclip_diffusers.conversion.openai_keys import TEXT_POSITION_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 NODES_DIR = REPO / "demos" / "comfyui"
@@ -121,7 +121,19 @@ def test_comfyui_loader_imports_package_by_path_with_all_nodes_named(nodes):
         (
             "LongCLIPTextEncodeSDXL",
             ("CONDITIONING",),
-            {"clip_l", "clip_g", "width", "height", "crop_w", "crop_h", "target_width", "target_height", "text_g", "text_l", "recipe"},
+            {
+                "clip_l",
+                "clip_g",
+                "width",
+                "height",
+                "crop_w",
+                "crop_h",
+                "target_width",
+                "target_height",
+                "text_g",
+                "text_l",
+                "recipe",
+            },
         ),
         ("LongCLIPIntoCLIP", ("CLIP",), {"clip", "text_encoder"}),
     ],

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 from compel import CompelForSD, CompelForSDXL
+from pipeline_helpers import sd_embeds, words
 
 from longclip_diffusers import apply_long_clip
 from longclip_diffusers.tiny import tiny_long_clip_encoder, tiny_sd_pipeline, tiny_sdxl_pipeline
-from pipeline_helpers import sd_embeds, words
 
 PAST_248 = " ".join(words(300))
 
@@ -32,7 +32,10 @@ def test_compel_for_sd_chunks_at_248_and_weights_change_the_embeddings():
     latents = pipe(
         prompt_embeds=plain.embeds,
         negative_prompt_embeds=plain.negative_embeds,
-        num_inference_steps=2, height=32, width=32, output_type="latent",
+        num_inference_steps=2,
+        height=32,
+        width=32,
+        output_type="latent",
     ).images
     assert torch.isfinite(latents).all()
 
@@ -47,6 +50,9 @@ def test_compel_for_sdxl_chunks_at_248_with_pooled_from_text_encoder_2():
         pooled_prompt_embeds=conditioning.pooled_embeds,
         negative_prompt_embeds=conditioning.negative_embeds,
         negative_pooled_prompt_embeds=conditioning.negative_pooled_embeds,
-        num_inference_steps=2, height=64, width=64, output_type="latent",
+        num_inference_steps=2,
+        height=64,
+        width=64,
+        output_type="latent",
     ).images
     assert torch.isfinite(latents).all()

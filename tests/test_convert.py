@@ -125,9 +125,7 @@ def test_stretching_of_a_plain_table_follows_keep_and_ratio():
     state_dict = tiny_openai_state_dict(context=77, two_position_tables=False, seed=7, with_vision=False)
     unchanged = convert_checkpoint(state_dict, kind="text", ratio=1.0, **_ids_for(state_dict))
     baseline = convert_checkpoint(state_dict, kind="text", keep=0, ratio=3.0, **_ids_for(state_dict))
-    assert torch.equal(
-        unchanged.embeddings.position_embedding.weight.detach(), state_dict["positional_embedding"]
-    )
+    assert torch.equal(unchanged.embeddings.position_embedding.weight.detach(), state_dict["positional_embedding"])
     assert torch.equal(
         baseline.embeddings.position_embedding.weight.detach(),
         stretch_position_table(state_dict["positional_embedding"], keep=0, ratio=3.0),

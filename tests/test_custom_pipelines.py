@@ -10,10 +10,10 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionXLPipeline
 from diffusers.utils import dynamic_modules_utils
+from pipeline_helpers import sdxl_embeds, write_tiny_model_dirs
 
 from longclip_diffusers import LongClipStableDiffusionPipeline, LongClipStableDiffusionXLPipeline
 from longclip_diffusers.tiny import tiny_long_clip_encoder
-from pipeline_helpers import sdxl_embeds, write_tiny_model_dirs
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 PROMPT = "a red cat sits under a tree near the river " * 12

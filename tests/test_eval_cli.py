@@ -26,8 +26,22 @@ def test_retrieval_prints_a_table_and_writes_the_same_numbers_as_json(tmp_path, 
     )
     out = tmp_path / "results" / "coco.json"
     code = main(
-        ["eval", "retrieval", "--model", str(model_dir), "--dataset", "coco", "--root", str(root),
-         "--json", str(out), "--batch-size", "2", "--device", "cpu"]
+        [
+            "eval",
+            "retrieval",
+            "--model",
+            str(model_dir),
+            "--dataset",
+            "coco",
+            "--root",
+            str(root),
+            "--json",
+            str(out),
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+        ]
     )
     assert code == 0
     result = json.loads(out.read_text())
@@ -44,8 +58,7 @@ def test_retrieval_prints_a_table_and_writes_the_same_numbers_as_json(tmp_path, 
 
 
 def test_retrieval_on_a_wrong_root_fails_with_one_line_naming_the_layout(tmp_path, model_dir, capsys):
-    code = main(["eval", "retrieval", "--model", str(model_dir), "--dataset", "urban1k",
-                 "--root", str(tmp_path)])
+    code = main(["eval", "retrieval", "--model", str(model_dir), "--dataset", "urban1k", "--root", str(tmp_path)])
     assert code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "image/" in err and len(err.splitlines()) == 1
@@ -57,8 +70,7 @@ def test_a_text_only_model_is_refused_before_any_encoding(tmp_path, capsys):
 
     text_only = save_text_encoder(tiny_text_encoder(), tmp_path / "text", tokenizer=tiny_clip_tokenizer())
     root = write_urban1k(tmp_path / "urban", [("red", "a red car")])
-    code = main(["eval", "retrieval", "--model", str(text_only), "--dataset", "urban1k",
-                 "--root", str(root)])
+    code = main(["eval", "retrieval", "--model", str(text_only), "--dataset", "urban1k", "--root", str(root)])
     assert code == 1
     assert "vision tower" in capsys.readouterr().err
 
@@ -72,9 +84,7 @@ def test_eval_help_lists_the_three_tasks(capsys):
         assert task in help_text
 
 
-def test_a_released_checkpoint_file_is_evaluated_at_248_with_the_given_tokenizer(
-    tmp_path, monkeypatch, capsys
-):
+def test_a_released_checkpoint_file_is_evaluated_at_248_with_the_given_tokenizer(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     # Full CLIP vocabulary: a file carries no tokenizer, so it converts with CLIP's special ids.
     path = tmp_path / "longclip-tiny.pt"
@@ -100,8 +110,25 @@ def test_a_plain_openai_clip_file_is_evaluated_as_clip_at_77_tokens(tmp_path, mo
     tiny_clip_tokenizer().save_pretrained(tokenizer_dir)
     root = write_urban1k(tmp_path / "urban", [("red", "a red car"), ("blue", "a blue boat")])
     out = tmp_path / "result.json"
-    assert main(["eval", "retrieval", "--model", str(path), "--dataset", "urban1k", "--root", str(root),
-                 "--tokenizer", str(tokenizer_dir), "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "retrieval",
+                "--model",
+                str(path),
+                "--dataset",
+                "urban1k",
+                "--root",
+                str(root),
+                "--tokenizer",
+                str(tokenizer_dir),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["max_length"] == 77
     model = load_eval_model(path, tokenizer=tokenizer_dir)
     assert model.tokenizer.model_max_length == 77
@@ -117,8 +144,23 @@ def test_a_tulip_model_reads_its_whole_context_in_retrieval(tmp_path, capsys):
     assert main(["convert", str(checkpoint), str(model_dir), "--tokenizer", str(tokenizer_dir)]) == 0
     root = write_urban1k(tmp_path / "urban", [("red", "a red car"), ("blue", "a blue boat")])
     out = tmp_path / "result.json"
-    assert main(["eval", "retrieval", "--model", str(model_dir), "--dataset", "urban1k",
-                 "--root", str(root), "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "retrieval",
+                "--model",
+                str(model_dir),
+                "--dataset",
+                "urban1k",
+                "--root",
+                str(root),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["max_length"] == 248
     model = load_eval_model(model_dir)
     assert type(model.model).__name__ == "TulipModel"
@@ -132,8 +174,23 @@ def test_a_tulip_model_reads_its_whole_context_in_retrieval(tmp_path, capsys):
 
 def test_bfloat16_weights_get_matching_pixel_inputs_and_float_results(tmp_path, model_dir):
     root = write_urban1k(tmp_path / "urban", [("red", "a red car"), ("blue", "a blue boat")])
-    assert main(["eval", "retrieval", "--model", str(model_dir), "--dataset", "urban1k",
-                 "--root", str(root), "--dtype", "bfloat16"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "retrieval",
+                "--model",
+                str(model_dir),
+                "--dataset",
+                "urban1k",
+                "--root",
+                str(root),
+                "--dtype",
+                "bfloat16",
+            ]
+        )
+        == 0
+    )
     model = load_eval_model(model_dir, torch_dtype="bfloat16")
     assert model.model.dtype == torch.bfloat16
     images = model.encode_images(sorted((root / "image").iterdir()), progress=False)

@@ -179,8 +179,13 @@ def _write_cifar(folder, data_file, meta_file, names_key, labels_key, names, lab
 
 def test_cifar10_python_batches_load_as_images_labels_and_names(tmp_path):
     pixels = _write_cifar(
-        tmp_path / "cifar-10-batches-py", "test_batch", "batches.meta",
-        b"label_names", b"labels", [b"airplane", b"automobile"], [1, 0, 1],
+        tmp_path / "cifar-10-batches-py",
+        "test_batch",
+        "batches.meta",
+        b"label_names",
+        b"labels",
+        [b"airplane", b"automobile"],
+        [1, 0, 1],
     )
     data = load_classification_dataset("cifar10", tmp_path)
     assert data.classnames == ["airplane", "automobile"] and data.labels == [1, 0, 1]
@@ -193,8 +198,13 @@ def test_cifar10_python_batches_load_as_images_labels_and_names(tmp_path):
 
 def test_cifar100_uses_fine_labels_and_readable_names(tmp_path):
     _write_cifar(
-        tmp_path / "cifar-100-python", "test", "meta",
-        b"fine_label_names", b"fine_labels", [b"apple", b"aquarium_fish"], [1, 1],
+        tmp_path / "cifar-100-python",
+        "test",
+        "meta",
+        b"fine_label_names",
+        b"fine_labels",
+        [b"apple", b"aquarium_fish"],
+        [1, 1],
     )
     data = load_classification_dataset("cifar100", tmp_path)
     assert data.classnames == ["apple", "aquarium fish"] and data.labels == [1, 1]

@@ -80,7 +80,9 @@ def test_token_meter_of_short_prompt_marks_nothing(app, studio):
 def test_generate_gives_both_images_same_seed_reproducibly_with_progress(app, studio):
     calls = []
     prompt = _prompt(150)
-    stock, long, status = app.generate(studio, prompt, "blurry", 7, 2, 5.0, 64, 64, progress=lambda *a, **k: calls.append(a))
+    stock, long, status = app.generate(
+        studio, prompt, "blurry", 7, 2, 5.0, 64, 64, progress=lambda *a, **k: calls.append(a)
+    )
     assert stock.size == long.size == (64, 64)
     assert [call[0] for call in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     again, long_again, _ = app.generate(studio, prompt, "blurry", 7, 2, 5.0, 64, 64)
@@ -115,7 +117,16 @@ def test_generate_turns_a_pipeline_failure_into_a_message(app, studio, monkeypat
 def test_page_has_meter_controls_side_by_side_images_and_bounded_queue(app, studio):
     page = app.build_demo(studio)
     ids = {block.elem_id for block in page.blocks.values()}
-    assert {"prompt", "token-count", "token-meter", "generate", "stock-image", "long-image", "status", "random-weights"} <= ids
+    assert {
+        "prompt",
+        "token-count",
+        "token-meter",
+        "generate",
+        "stock-image",
+        "long-image",
+        "status",
+        "random-weights",
+    } <= ids
     assert page._queue.default_concurrency_limit == 1
     assert page._queue.max_size == app.MAX_QUEUE
     prompt_box = next(block for block in page.blocks.values() if block.elem_id == "prompt")

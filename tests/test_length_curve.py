@@ -11,8 +11,7 @@ import pytest
 from eval_fixtures import colour_eval_model, save_tiny_clip, write_urban1k
 from PIL import Image
 
-from longclip_diffusers import length_curve, load_retrieval_dataset
-from longclip_diffusers import evaluation
+from longclip_diffusers import evaluation, length_curve, load_retrieval_dataset
 from longclip_diffusers.cli.main import main
 
 # the package's ``length_curve`` is the function; the plot is patched in the module
@@ -25,9 +24,7 @@ def _late_colour_captions(root):
     # The colour word is token 30 (start token + 28 filler words + colour): captions cut to
     # fewer than 31 tokens no longer say which image they describe.
     filler = " ".join((FILLER.split() * 2)[:28])
-    return write_urban1k(
-        root, [(c, f"{filler} {c} {FILLER}") for c in ("red", "green", "blue")]
-    )
+    return write_urban1k(root, [(c, f"{filler} {c} {FILLER}") for c in ("red", "green", "blue")])
 
 
 def test_recall_appears_once_captions_reach_the_deciding_token(tmp_path):
@@ -46,8 +43,24 @@ def test_length_curve_command_writes_png_and_json_for_each_model(tmp_path, capsy
     root = _late_colour_captions(tmp_path / "urban")
     out = tmp_path / "curve"
     code = main(
-        ["eval", "length-curve", "--model", str(short), "--model", str(long), "--dataset",
-         "urban1k", "--root", str(root), "--out", str(out), "--lengths", "10", "77", "248"]
+        [
+            "eval",
+            "length-curve",
+            "--model",
+            str(short),
+            "--model",
+            str(long),
+            "--dataset",
+            "urban1k",
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+            "--lengths",
+            "10",
+            "77",
+            "248",
+        ]
     )
     assert code == 0
     curve = json.loads((out / "length_curve.json").read_text())
@@ -72,8 +85,20 @@ def test_without_matplotlib_the_command_stops_before_loading_any_model(tmp_path,
     monkeypatch.setattr(evaluation, "load_eval_model", load_eval_model)
     root = _late_colour_captions(tmp_path / "urban")
     out = tmp_path / "curve"
-    code = main(["eval", "length-curve", "--model", str(tmp_path / "any-model"), "--dataset", "urban1k",
-                 "--root", str(root), "--out", str(out)])
+    code = main(
+        [
+            "eval",
+            "length-curve",
+            "--model",
+            str(tmp_path / "any-model"),
+            "--dataset",
+            "urban1k",
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 1
     assert "pip install 'longclip-diffusers[eval]'" in capsys.readouterr().err
     assert not out.exists()

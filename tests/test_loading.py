@@ -84,9 +84,7 @@ def test_pt_checkpoint_loads_as_the_converted_text_encoder(checkpoint_pt, cache,
     assert_same_text_outputs(encoder, convert_checkpoint(checkpoint_pt, kind="text"), input_ids)
 
 
-def test_safetensors_checkpoint_loads_like_the_pt(
-    tmp_path, openai_state_dict, checkpoint_pt, cache, input_ids
-):
+def test_safetensors_checkpoint_loads_like_the_pt(tmp_path, openai_state_dict, checkpoint_pt, cache, input_ids):
     path = tmp_path / "longclip-tiny.safetensors"
     save_file(openai_state_dict, path)
     assert_same_text_outputs(

@@ -10,11 +10,11 @@ import torch
 from diffusers import StableDiffusionPipeline
 from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig, get_peft_model_state_dict
+from pipeline_helpers import sd_embeds, sdxl_embeds
 from safetensors.torch import save_file
 
 from longclip_diffusers import IncompatibleEncoderError, apply_long_clip
 from longclip_diffusers.tiny import tiny_long_clip_encoder, tiny_sd_pipeline, tiny_sdxl_pipeline
-from pipeline_helpers import sd_embeds, sdxl_embeds
 
 PROMPT = "a <tiny-style> cat sits under a tree"
 

@@ -137,7 +137,12 @@ def test_pcm_loss_without_pca_scores_short_captions_against_the_image_features()
 
 def test_features_logits_and_pca_are_float32_under_cpu_bfloat16_autocast():
     tokenizer = tiny_clip_tokenizer()
-    ids = tokenizer(["a red cat on a road", "two dogs", "a tree", "blue sky"] * 10, padding="max_length", max_length=16, return_tensors="pt").input_ids
+    ids = tokenizer(
+        ["a red cat on a road", "two dogs", "a tree", "blue sky"] * 10,
+        padding="max_length",
+        max_length=16,
+        return_tensors="pt",
+    ).input_ids
     model = tiny_clip_model()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = ContrastiveFeatures(model, tokenizer.eos_token_id)(torch.randn(40, 3, 32, 32), ids, ids[:, :8])
@@ -150,4 +155,6 @@ def test_features_logits_and_pca_are_float32_under_cpu_bfloat16_autocast():
     torch.testing.assert_close(logits, out.logit_scale.exp() * out.image @ out.long_text.T)
     # even bfloat16 features give float32 logits: the loss never runs its softmax in bfloat16
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert contrastive_logits(out.image.bfloat16(), out.long_text.bfloat16(), out.logit_scale).dtype == torch.float32
+        assert (
+            contrastive_logits(out.image.bfloat16(), out.long_text.bfloat16(), out.logit_scale).dtype == torch.float32
+        )

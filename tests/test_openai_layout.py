@@ -77,9 +77,7 @@ def test_l14_has_the_published_head_counts():
 
 def test_num_heads_overrides_the_width_rule():
     state_dict = tiny_openai_state_dict(width=64, with_vision=False, device="meta", vocab_size=100)
-    assert (
-        infer_text_config(state_dict, num_heads=4, bos_token_id=98, eos_token_id=99).num_attention_heads == 4
-    )
+    assert infer_text_config(state_dict, num_heads=4, bos_token_id=98, eos_token_id=99).num_attention_heads == 4
 
 
 def test_width_that_does_not_split_into_heads_asks_for_num_heads():
@@ -119,9 +117,7 @@ def test_full_key_map_gives_exactly_the_clip_model_keys():
     assert torch.equal(mapped["visual_projection.weight"], state_dict["visual.proj"].T)
     assert torch.equal(mapped["vision_model.pre_layrnorm.bias"], state_dict["visual.ln_pre.bias"])
     assert torch.equal(mapped["vision_model.post_layernorm.weight"], state_dict["visual.ln_post.weight"])
-    assert torch.equal(
-        mapped["vision_model.embeddings.patch_embedding.weight"], state_dict["visual.conv1.weight"]
-    )
+    assert torch.equal(mapped["vision_model.embeddings.patch_embedding.weight"], state_dict["visual.conv1.weight"])
     assert torch.equal(mapped["logit_scale"], state_dict["logit_scale"])
 
 
@@ -135,9 +131,7 @@ def test_merged_table_takes_the_first_20_rows_from_the_frozen_table():
 
 
 def test_only_a_single_77_row_table_counts_as_plain_openai():
-    assert has_plain_openai_positions(
-        tiny_openai_state_dict(context=77, two_position_tables=False, device="meta")
-    )
+    assert has_plain_openai_positions(tiny_openai_state_dict(context=77, two_position_tables=False, device="meta"))
     assert not has_plain_openai_positions(tiny_openai_state_dict(context=77, device="meta"))
     assert not has_plain_openai_positions(
         tiny_openai_state_dict(context=248, two_position_tables=False, device="meta")
@@ -147,9 +141,7 @@ def test_only_a_single_77_row_table_counts_as_plain_openai():
 def test_prefixed_text_tower_maps_like_an_unprefixed_one():
     state_dict = tiny_openai_state_dict(with_vision=False, layers=1)
     prefixed = {f"text.{key}": value for key, value in state_dict.items()}
-    plain, mapped = openai_text_to_transformers(state_dict), openai_text_to_transformers(
-        prefixed, prefix="text."
-    )
+    plain, mapped = openai_text_to_transformers(state_dict), openai_text_to_transformers(prefixed, prefix="text.")
     assert plain.keys() == mapped.keys()
     assert all(torch.equal(plain[key], mapped[key]) for key in plain)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pipeline_helpers import sd_embeds, sdxl_embeds
 
 from longclip_diffusers import apply_long_clip
 from longclip_diffusers.compat import text_transformer
 from longclip_diffusers.tiny import tiny_long_clip_encoder, tiny_sd_pipeline, tiny_sdxl_pipeline
-from pipeline_helpers import sd_embeds, sdxl_embeds
 
 PROMPT = "a red cat sits under a tree near a river at night with two small boats and a tower"
 
@@ -53,9 +53,7 @@ def test_longclip_recipe_encodes_negative_prompts_the_same_way(sdxl):
         PROMPT, device="cpu", do_classifier_free_guidance=True, negative_prompt=negative
     )
     first, second = _outputs(sdxl, "text_encoder", negative), _outputs(sdxl, "text_encoder_2", negative)
-    torch.testing.assert_close(
-        negative_embeds, torch.cat([first.last_hidden_state, second.last_hidden_state], dim=-1)
-    )
+    torch.testing.assert_close(negative_embeds, torch.cat([first.last_hidden_state, second.last_hidden_state], dim=-1))
     torch.testing.assert_close(negative_pooled, second.text_embeds)
 
 
@@ -81,8 +79,9 @@ def test_longclip_recipe_clip_skip_normalises_an_earlier_layer(sdxl):
 
 def test_sdxl_pipeline_runs_with_the_longclip_recipe(sdxl):
     apply_long_clip(sdxl, tiny_long_clip_encoder(), recipe="longclip")
-    latents = sdxl(PROMPT, negative_prompt="grey", num_inference_steps=2, height=64, width=64,
-                   output_type="latent").images
+    latents = sdxl(
+        PROMPT, negative_prompt="grey", num_inference_steps=2, height=64, width=64, output_type="latent"
+    ).images
     assert latents.shape == (1, 4, 32, 32) and torch.isfinite(latents).all()
 
 
@@ -92,7 +91,9 @@ def test_sd_clip_skip_with_a_flat_long_clip_encoder_matches_the_direct_computati
     apply_long_clip(pipe, tiny_long_clip_encoder())
     hidden = _outputs(pipe, "text_encoder", PROMPT).hidden_states[-(clip_skip + 1)]
     torch.testing.assert_close(sd_embeds(pipe, PROMPT, clip_skip=clip_skip), _final_norm(pipe, "text_encoder", hidden))
-    latents = pipe(PROMPT, clip_skip=clip_skip, num_inference_steps=2, height=32, width=32, output_type="latent").images
+    latents = pipe(
+        PROMPT, clip_skip=clip_skip, num_inference_steps=2, height=32, width=32, output_type="latent"
+    ).images
     assert torch.isfinite(latents).all()
 
 

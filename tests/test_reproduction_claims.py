@@ -10,6 +10,7 @@ from longclip_diffusers.reproduction.evaluate import METRICS
 
 def arms(base, direct_ft, kps_only, kps_pcm):
     """Each arm given as (long, short, zero-shot) rates, the same in both directions."""
+
     def metrics(long, short, zeroshot):
         return dict(zip(METRICS, (long, long, short, short, zeroshot)))
 

@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from longclip_diffusers.length.stretching import stretched_length
 from longclip_diffusers.reproduction.claims import PREDICTIONS
 from longclip_diffusers.reproduction.evaluate import METRICS
 from longclip_diffusers.reproduction.experiment import ARMS, QUICK_CONFIG
 from longclip_diffusers.reproduction.pretrain import pretrain_base
-from longclip_diffusers.length.stretching import stretched_length
 
 # Seconds each, not milliseconds: left out of the quick loop (-m "not slow and not browser").
 pytestmark = pytest.mark.slow
@@ -32,8 +32,15 @@ def quick_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduction")
     command = [
         # one thread: on a machine other jobs load, two threads per process thrash
-        sys.executable, str(REPO / "benchmarks" / "reproduce.py"), "--quick", "--threads", "1",
-        "--out-dir", str(root / "results"), "--work-dir", str(root / "work"),
+        sys.executable,
+        str(REPO / "benchmarks" / "reproduce.py"),
+        "--quick",
+        "--threads",
+        "1",
+        "--out-dir",
+        str(root / "results"),
+        "--work-dir",
+        str(root / "work"),
     ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -81,9 +88,7 @@ def test_arms_were_stretched_as_their_names_say(quick_run):
 
 
 def test_only_the_full_method_trains_on_short_captions(quick_run):
-    summaries = {
-        arm: json.loads((quick_run / "work" / arm / "training_summary.json").read_text()) for arm in ARMS[1:]
-    }
+    summaries = {arm: json.loads((quick_run / "work" / arm / "training_summary.json").read_text()) for arm in ARMS[1:]}
     assert all(summary["steps"] == QUICK_CONFIG.finetune.schedule.steps for summary in summaries.values())
     # with the same data order and seed, the long-only arms differ from the full method's loss
     assert summaries["kps_pcm"]["losses"][0] > summaries["kps_only"]["losses"][0]

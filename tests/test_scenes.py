@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from longclip_diffusers.errors import OutputExistsError
+from longclip_diffusers.length.stretching import stretched_length
 from longclip_diffusers.reproduction.experiment import FinetuneConfig
 from longclip_diffusers.reproduction.pretrain import PretrainConfig
 from longclip_diffusers.reproduction.scene_dataset import held_out_scenes, write_scene_dataset
@@ -22,7 +23,6 @@ from longclip_diffusers.reproduction.scenes import (
     make_scene,
     short_caption,
 )
-from longclip_diffusers.length.stretching import stretched_length
 from longclip_diffusers.training.records import first_sentence, read_records
 
 

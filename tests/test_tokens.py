@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from pipeline_helpers import words
+
 from longclip_diffusers import token_report, tokenizer_at
 from longclip_diffusers.tiny import tiny_clip_tokenizer
-from pipeline_helpers import words
 
 
 def test_counts_and_what_each_length_reads(tokenizer):

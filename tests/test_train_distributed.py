@@ -46,7 +46,9 @@ def setup(tmp_path_factory):
     return root, captions
 
 
-def _launch(setup, name: str, processes: int, batch_size: int, *extra: str) -> tuple[Path, subprocess.CompletedProcess]:
+def _launch(
+    setup, name: str, processes: int, batch_size: int, *extra: str
+) -> tuple[Path, subprocess.CompletedProcess]:
     root, captions = setup
     output = root / name
     launcher = (
@@ -55,10 +57,32 @@ def _launch(setup, name: str, processes: int, batch_size: int, *extra: str) -> t
         else [sys.executable]
     )
     command = [
-        *launcher, str(SCRIPT), "--base-model", str(root / "base"), "--data", str(captions),
-        "--image-root", str(captions.parent), "--output-dir", str(output), "--cpu",
-        "--batch-size", str(batch_size), "--max-steps", "2", "--lr", "1e-2", "--warmup-steps", "0",
-        "--pca-dim", "2", "--num-workers", "0", "--report-to", "none", *extra,
+        *launcher,
+        str(SCRIPT),
+        "--base-model",
+        str(root / "base"),
+        "--data",
+        str(captions),
+        "--image-root",
+        str(captions.parent),
+        "--output-dir",
+        str(output),
+        "--cpu",
+        "--batch-size",
+        str(batch_size),
+        "--max-steps",
+        "2",
+        "--lr",
+        "1e-2",
+        "--warmup-steps",
+        "0",
+        "--pca-dim",
+        "2",
+        "--num-workers",
+        "0",
+        "--report-to",
+        "none",
+        *extra,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return output, subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
@@ -91,7 +115,9 @@ def test_two_processes_match_one_process_with_the_double_batch(setup, single):
             continue
         update = (one[key] - start).norm()
         assert (two[key] - one[key]).norm() <= 1e-3 * update + 1e-7, key
-    assert (one["text_model.encoder.layers.0.mlp.fc1.weight"] - base["text_model.encoder.layers.0.mlp.fc1.weight"]).norm() > 1e-2
+    assert (
+        one["text_model.encoder.layers.0.mlp.fc1.weight"] - base["text_model.encoder.layers.0.mlp.fc1.weight"]
+    ).norm() > 1e-2
 
 
 @torch.no_grad()
@@ -127,7 +153,9 @@ def test_a_user_error_on_two_processes_is_one_error_line_and_no_output(setup):
     output, done = _launch(setup, "too-little-data", 2, 16)
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: 16 training pairs make no full global batch of 16 x 2 processes; lower --batch-size or add data"]
+    assert errors == [
+        "error: 16 training pairs make no full global batch of 16 x 2 processes; lower --batch-size or add data"
+    ]
     # torchrun reports the failed workers with a traceback of its own; none comes from our code
     frames = [line for line in done.stderr.splitlines() if line.strip().startswith('File "')]
     assert not any("longclip_diffusers" in frame for frame in frames)

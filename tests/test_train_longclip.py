@@ -10,11 +10,11 @@ import torch
 from transformers import CLIPModel, CLIPTokenizer
 
 from longclip_diffusers import stretch_text_encoder
+from longclip_diffusers.conversion.openai_keys import merged_position_table
+from longclip_diffusers.drop_in.swap_encoders import apply_long_clip
 from longclip_diffusers.errors import OutputExistsError
 from longclip_diffusers.io.export import save_clip_model
 from longclip_diffusers.io.loading import CACHE_ENV
-from longclip_diffusers.conversion.openai_keys import merged_position_table
-from longclip_diffusers.drop_in.swap_encoders import apply_long_clip
 from longclip_diffusers.tiny import (
     tiny_clip_model,
     tiny_clip_tokenizer,
@@ -45,18 +45,51 @@ def data(tmp_path_factory):
 
 def _args(base_dir, data, output_dir, *extra):
     captions, images = data
-    return parse_longclip_args([
-        "--base-model", str(base_dir), "--data", str(captions), "--image-root", str(images),
-        "--output-dir", str(output_dir), "--batch-size", "4", "--lr", "1e-3", "--warmup-steps", "1",
-        "--pca-dim", "2", "--num-workers", "0", "--log-every", "1", "--cpu", *extra,
-    ])
+    return parse_longclip_args(
+        [
+            "--base-model",
+            str(base_dir),
+            "--data",
+            str(captions),
+            "--image-root",
+            str(images),
+            "--output-dir",
+            str(output_dir),
+            "--batch-size",
+            "4",
+            "--lr",
+            "1e-3",
+            "--warmup-steps",
+            "1",
+            "--pca-dim",
+            "2",
+            "--num-workers",
+            "0",
+            "--log-every",
+            "1",
+            "--cpu",
+            *extra,
+        ]
+    )
 
 
 def _argv(base_dir, data, output_dir, *extra) -> list[str]:
     captions, images = data
     return [
-        "--base-model", str(base_dir), "--data", str(captions), "--image-root", str(images),
-        "--output-dir", str(output_dir), "--batch-size", "4", "--num-workers", "0", "--cpu", *extra,
+        "--base-model",
+        str(base_dir),
+        "--data",
+        str(captions),
+        "--image-root",
+        str(images),
+        "--output-dir",
+        str(output_dir),
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "0",
+        "--cpu",
+        *extra,
     ]
 
 
@@ -88,7 +121,11 @@ def test_rows_below_keep_equal_the_stretched_base_and_the_others_moved(base_dir,
 
 def test_everything_else_trained_including_the_vision_tower(base_dir, trained):
     before, after = CLIPModel.from_pretrained(base_dir).state_dict(), _weights(trained)
-    for key in ("text_model.embeddings.token_embedding.weight", "vision_model.embeddings.patch_embedding.weight", "text_projection.weight"):
+    for key in (
+        "text_model.embeddings.token_embedding.weight",
+        "vision_model.embeddings.patch_embedding.weight",
+        "text_projection.weight",
+    ):
         assert not torch.equal(before[key], after[key]), key
 
 
@@ -107,10 +144,21 @@ def test_run_writes_checkpoints_logs_and_a_summary_with_validation(trained):
 
 def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(base_dir, data, trained, tmp_path):
     resumed = tmp_path / "resumed"
-    result = train_longclip(_args(
-        base_dir, data, resumed, "--max-steps", "4", "--validation-size", "4", "--report-to", "none",
-        "--resume-from", str(trained / "checkpoints" / "step-2"),
-    ))
+    result = train_longclip(
+        _args(
+            base_dir,
+            data,
+            resumed,
+            "--max-steps",
+            "4",
+            "--validation-size",
+            "4",
+            "--report-to",
+            "none",
+            "--resume-from",
+            str(trained / "checkpoints" / "step-2"),
+        )
+    )
     uninterrupted, continued = _weights(trained), _weights(resumed)
     for key, tensor in uninterrupted.items():
         assert torch.equal(tensor, continued[key]), key
@@ -127,7 +175,9 @@ def test_tracker_logs_the_long_and_short_parts_of_the_loss(trained):
 
     events = EventAccumulator(str(next((trained / "logs").rglob("events.out.tfevents.*")).parent))
     events.Reload()
-    scalars = {tag: [e.value for e in events.Scalars(tag)] for tag in ("train/loss", "train/long_loss", "train/short_loss")}
+    scalars = {
+        tag: [e.value for e in events.Scalars(tag)] for tag in ("train/loss", "train/long_loss", "train/short_loss")
+    }
     assert all(len(values) == 4 for values in scalars.values())
     for total, long, short in zip(*scalars.values()):
         assert total == pytest.approx(long + short, rel=1e-5)
@@ -145,10 +195,19 @@ def test_export_loads_into_a_tiny_sdxl_pipeline_that_runs(trained):
 def test_corrupt_image_is_skipped_and_reported_in_a_long_caption_only_run(base_dir, tmp_path, capsys):
     captions = write_tiny_caption_set(tmp_path / "data", count=8)
     (tmp_path / "data" / "image_0003.png").write_bytes(b"\x89PNG broken")
-    result = train_longclip(_args(
-        base_dir, (captions, tmp_path / "data"), tmp_path / "out",
-        "--epochs", "1", "--short-loss-weight", "0", "--report-to", "none",
-    ))
+    result = train_longclip(
+        _args(
+            base_dir,
+            (captions, tmp_path / "data"),
+            tmp_path / "out",
+            "--epochs",
+            "1",
+            "--short-loss-weight",
+            "0",
+            "--report-to",
+            "none",
+        )
+    )
     assert result.steps == 2
     assert [path.rsplit("/", 1)[-1] for path, _ in result.skipped] == ["image_0003.png"]
     summary = json.loads((tmp_path / "out" / "training_summary.json").read_text())
@@ -171,9 +230,19 @@ def test_checkpoints_of_another_run_are_not_mixed_with_a_new_run(tmp_path):
 
 
 def test_resume_from_latest_without_checkpoints_says_it_starts_from_step_0(base_dir, data, tmp_path, capsys):
-    result = train_longclip(_args(
-        base_dir, data, tmp_path / "out", "--max-steps", "1", "--resume-from", "latest", "--report-to", "none",
-    ))
+    result = train_longclip(
+        _args(
+            base_dir,
+            data,
+            tmp_path / "out",
+            "--max-steps",
+            "1",
+            "--resume-from",
+            "latest",
+            "--report-to",
+            "none",
+        )
+    )
     assert result.steps == 1
     assert f"no checkpoint under {tmp_path / 'out' / 'checkpoints'}; starting from step 0" in capsys.readouterr().out
 
@@ -211,9 +280,9 @@ def test_a_checkpoint_file_base_is_stretched_once_with_this_runs_keep_and_ratio(
     tokenizer = tmp_path / "tokenizer"
     tiny_clip_tokenizer().save_pretrained(tokenizer)
     output = tmp_path / "out"
-    train_longclip(_args(
-        base, data, output, "--tokenizer", str(tokenizer), "--max-steps", "1", "--report-to", "none", *options
-    ))
+    train_longclip(
+        _args(base, data, output, "--tokenizer", str(tokenizer), "--max-steps", "1", "--report-to", "none", *options)
+    )
     exported = _weights(output)[POSITIONS]
     assert exported.shape[0] == rows
     assert CLIPTokenizer.from_pretrained(output).model_max_length == rows
@@ -257,7 +326,9 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     from longclip_diffusers.training import ContrastiveFeatures, pcm_loss
 
     tokenizer = tiny_clip_tokenizer(model_max_length=248)
-    ids = tokenizer(["a red cat on a road", "two dogs"] * 3, padding="max_length", max_length=248, return_tensors="pt").input_ids
+    ids = tokenizer(
+        ["a red cat on a road", "two dogs"] * 3, padding="max_length", max_length=248, return_tensors="pt"
+    ).input_ids
     pixels = torch.randn(6, 3, 32, 32)
     grads = []
     for checkpointing in (False, True):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from longclip_diffusers.io.image_preprocessing import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from longclip_diffusers.tiny import tiny_clip_tokenizer, write_tiny_caption_set
 from longclip_diffusers.training import (
     CaptionBatchCollator,
@@ -19,7 +20,6 @@ from longclip_diffusers.training import (
     read_records,
 )
 from longclip_diffusers.training.data import Skipped, make_loader
-from longclip_diffusers.io.image_preprocessing import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 
 def test_short_caption_is_the_text_before_the_first_full_stop_and_space():
@@ -32,19 +32,26 @@ def test_sharegpt4v_json_takes_the_second_turn_with_newlines_as_spaces(tmp_path)
     entry = {
         "id": "x",
         "image": "sam/1.jpg",
-        "conversations": [{"from": "human", "value": "<image>\nDescribe"}, {"from": "gpt", "value": "A dog runs.\nIt is brown."}],
+        "conversations": [
+            {"from": "human", "value": "<image>\nDescribe"},
+            {"from": "gpt", "value": "A dog runs.\nIt is brown."},
+        ],
     }
     path = tmp_path / "share.json"
     path.write_text(json.dumps([entry]))
     (record,) = read_records(path)
-    assert (record.image, record.caption, record.short_caption) == ("sam/1.jpg", "A dog runs. It is brown.", "A dog runs")
+    assert (record.image, record.caption, record.short_caption) == (
+        "sam/1.jpg",
+        "A dog runs. It is brown.",
+        "A dog runs",
+    )
 
 
 def test_jsonl_and_csv_read_image_caption_and_optional_short_caption(tmp_path):
     jsonl = tmp_path / "c.jsonl"
     jsonl.write_text(json.dumps({"image": "a.png", "caption": "One. Two."}) + "\n\n")
     csv_path = tmp_path / "c.csv"
-    csv_path.write_text("image,caption,short_caption\nb.png,\"Long, long. Text\",short one\n")
+    csv_path.write_text('image,caption,short_caption\nb.png,"Long, long. Text",short one\n')
     assert read_records(jsonl)[0].short_caption == "One"
     (record,) = read_records(csv_path)
     assert (record.image, record.caption, record.short_caption) == ("b.png", "Long, long. Text", "short one")

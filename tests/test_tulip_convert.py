@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from transformers import AutoModel, CLIPModel
+from tulip_reference import reference_text_forward
 
 from longclip_diffusers import (
     CheckpointError,
@@ -20,8 +21,6 @@ from longclip_diffusers import (
 )
 from longclip_diffusers.cli.main import main
 from longclip_diffusers.tiny import tiny_clip_tokenizer, tiny_openai_state_dict, tiny_tulip_state_dict
-
-from tulip_reference import reference_text_forward
 
 TOLERANCE = {"atol": 5e-5, "rtol": 1e-4}
 
@@ -54,7 +53,9 @@ def _expected(state, tokens, ids):
     [
         lambda sd: sd,
         lambda sd: {"state_dict": {f"module.{k}": v for k, v in sd.items()}},
-        lambda sd: {("text." + k if not k.startswith("visual.") and k != "logit_scale" else k): v for k, v in sd.items()},
+        lambda sd: {
+            ("text." + k if not k.startswith("visual.") and k != "logit_scale" else k): v for k, v in sd.items()
+        },
     ],
     ids=["bare", "state_dict-module-prefixed", "open_clip-text-tower"],
 )
@@ -144,7 +145,9 @@ def test_cli_convert_writes_tulip_text_encoder_and_full_model(state, ids, tokens
         )
 
 
-def test_cli_tulip_flag_converts_a_full_release_that_keeps_the_unused_table(state, ids, tokens, tmp_path, tokenizer_dir):
+def test_cli_tulip_flag_converts_a_full_release_that_keeps_the_unused_table(
+    state, ids, tokens, tmp_path, tokenizer_dir
+):
     leftover = {f"module.{k}": v for k, v in dict(state, positional_embedding=torch.randn(77, 64)).items()}
     torch.save({"epoch": 1, "state_dict": leftover}, tmp_path / "epoch_1.pt")
     out = tmp_path / "tulip"
@@ -170,7 +173,9 @@ def test_load_text_encoder_takes_a_tulip_file_and_folders(state, ids, tokens, tm
         torch.testing.assert_close(from_file(clip_tokens).text_embeds, expected, **TOLERANCE)
 
     torch.save(state, tmp_path / "tulip.pt")
-    assert main(["convert", str(tmp_path / "tulip.pt"), str(tmp_path / "full"), "--tokenizer", str(tokenizer_dir)]) == 0
+    assert (
+        main(["convert", str(tmp_path / "tulip.pt"), str(tmp_path / "full"), "--tokenizer", str(tokenizer_dir)]) == 0
+    )
     from_full_folder = load_text_encoder(tmp_path / "full", with_projection=True)
     assert isinstance(load_text_encoder(tmp_path / "full"), TulipTextModel)
     with torch.no_grad():

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForTextEncoding
+from tulip_reference import reference_text_forward
 
 from longclip_diffusers import (
     TulipTextConfig,
@@ -17,11 +18,9 @@ from longclip_diffusers import (
     set_context_length,
 )
 from longclip_diffusers.compat import text_transformer
-from longclip_diffusers.tiny import tiny_clip_tokenizer, tiny_tulip_state_dict
 from longclip_diffusers.conversion.tulip_checkpoint import convert_tulip_checkpoint
+from longclip_diffusers.tiny import tiny_clip_tokenizer, tiny_tulip_state_dict
 from longclip_diffusers.tulip.rope import apply_rotary, rotary_tables
-
-from tulip_reference import reference_text_forward
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +42,7 @@ def _random_ids(length: int, ids: tuple[int, int], eot_at: tuple[int, int], seed
 def _tulip(ids, kind="text_with_projection", **kwargs):
     state = tiny_tulip_state_dict(**{k: v for k, v in kwargs.items() if k in ("width", "layers", "seed")})
     options = {k: v for k, v in kwargs.items() if k in ("num_heads", "hidden_act")}
-    model = convert_tulip_checkpoint(
-        state, kind, bos_token_id=ids[0], eos_token_id=ids[1], **options
-    )
+    model = convert_tulip_checkpoint(state, kind, bos_token_id=ids[0], eos_token_id=ids[1], **options)
     return state, model
 
 
@@ -122,8 +119,16 @@ def test_set_context_length_with_ntk_rescales_the_rope_base_from_the_trained_len
 
 
 def test_a_model_without_a_recorded_trained_length_keeps_the_one_before_its_first_change():
-    model = TulipTextModel(TulipTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                           num_attention_heads=2, vocab_size=50, max_position_embeddings=248))
+    model = TulipTextModel(
+        TulipTextConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            vocab_size=50,
+            max_position_embeddings=248,
+        )
+    )
     assert model.config.trained_length is None
     set_context_length(model, 300)
     set_context_length(model, 496, ntk_alpha=8.0)
@@ -159,9 +164,7 @@ def test_outputs_follow_clip_text_model(ids):
         as_tuple = model(tokens, return_dict=False)
     # embeddings + one per layer, the last before the final LayerNorm
     assert len(out.hidden_states) == 4
-    torch.testing.assert_close(
-        model.text_model.final_layer_norm(out.hidden_states[-1]), out.last_hidden_state
-    )
+    torch.testing.assert_close(model.text_model.final_layer_norm(out.hidden_states[-1]), out.last_hidden_state)
     assert len(out.attentions) == 3 and out.attentions[0].shape == (2, 1, 50, 50)
     torch.testing.assert_close(out.text_embeds, plain.text_embeds, atol=1e-5, rtol=1e-5)
     assert torch.equal(as_tuple[0], plain.text_embeds)

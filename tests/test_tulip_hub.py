@@ -122,7 +122,9 @@ def test_several_checkpoint_files_are_refused_with_their_names(offline_hub, rele
         load_text_encoder(REPO)
 
 
-def test_online_the_one_checkpoint_in_the_repo_listing_is_downloaded(monkeypatch, tmp_path, released, tulip_state, tokens):
+def test_online_the_one_checkpoint_in_the_repo_listing_is_downloaded(
+    monkeypatch, tmp_path, released, tulip_state, tokens
+):
     checkpoint = tmp_path / "downloaded" / "tulip-L-14.pt"
     checkpoint.parent.mkdir()
     torch.save(released, checkpoint)
@@ -132,7 +134,11 @@ def test_online_the_one_checkpoint_in_the_repo_listing_is_downloaded(monkeypatch
         downloads.append((repo_id, filename))
         return str(checkpoint)
 
-    monkeypatch.setattr(longclip_diffusers.io.loading, "list_repo_files", lambda repo_id: [".gitattributes", "README.md", "tulip-L-14.pt"])
+    monkeypatch.setattr(
+        longclip_diffusers.io.loading,
+        "list_repo_files",
+        lambda repo_id: [".gitattributes", "README.md", "tulip-L-14.pt"],
+    )
     monkeypatch.setattr(longclip_diffusers.io.loading, "hf_hub_download", download)
     encoder = load_text_encoder(REPO, cache_dir=tmp_path / "cache")
     assert downloads == [(REPO, "tulip-L-14.pt")]

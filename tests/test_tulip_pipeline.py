@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from longclip_diffusers import apply_long_clip, convert_tulip_checkpoint, ntk_scaled_base, set_context_length
-from longclip_diffusers.drop_in import encode_prompt as prompt_encoding
 from longclip_diffusers.compat import text_config
+from longclip_diffusers.drop_in import encode_prompt as prompt_encoding
 from longclip_diffusers.tiny import (
     TINY_WORDS,
     tiny_clip_tokenizer,
@@ -53,7 +53,11 @@ def test_sdxl_with_tulip_reads_a_300_token_prompt_past_248(tmp_path):
     assert not torch.allclose(pooled, pooled_changed)
 
     image = pipe(
-        " ".join(words), num_inference_steps=2, height=64, width=64, output_type="np",
+        " ".join(words),
+        num_inference_steps=2,
+        height=64,
+        width=64,
+        output_type="np",
         generator=torch.Generator().manual_seed(0),
     ).images[0]
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()
@@ -90,8 +94,10 @@ def test_tulip_of_the_wrong_width_is_refused_and_the_pipeline_left_as_it_was():
     before = pipe.text_encoder
     tokenizer = tiny_clip_tokenizer()
     wide = convert_tulip_checkpoint(
-        tiny_tulip_state_dict(width=64), kind="text",
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        tiny_tulip_state_dict(width=64),
+        kind="text",
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     with pytest.raises(Exception, match="64 wide"):
         apply_long_clip(pipe, wide)

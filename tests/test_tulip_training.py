@@ -21,8 +21,8 @@ from longclip_diffusers.tiny import (
     tiny_openai_state_dict,
     tiny_text_encoder,
 )
-from longclip_diffusers.training.data import CaptionTokens
 from longclip_diffusers.training import tulip_distillation as distillation
+from longclip_diffusers.training.data import CaptionTokens
 from longclip_diffusers.training.tulip_distillation import (
     build_parser,
     distillation_loss,
@@ -95,11 +95,31 @@ def test_distillation_reaches_the_teacher_on_held_out_short_captions(tmp_path):
     held_out = CaptionTokens(tokenizer, 77)(_captions(200, 12, seed=1))
     start = mean_cosine(teacher, student_from_teacher(teacher).eval(), held_out)
 
-    assert main([
-        "distill", "--teacher", str(tmp_path / "teacher"), "--data", str(tmp_path / "captions.jsonl"),
-        "--output-dir", str(tmp_path / "student"), "--batch-size", "32", "--max-steps", "400",
-        "--lr", "1e-2", "--warmup-steps", "20", "--validation-size", "100", *COMMON,
-    ]) == 0
+    assert (
+        main(
+            [
+                "distill",
+                "--teacher",
+                str(tmp_path / "teacher"),
+                "--data",
+                str(tmp_path / "captions.jsonl"),
+                "--output-dir",
+                str(tmp_path / "student"),
+                "--batch-size",
+                "32",
+                "--max-steps",
+                "400",
+                "--lr",
+                "1e-2",
+                "--warmup-steps",
+                "20",
+                "--validation-size",
+                "100",
+                *COMMON,
+            ]
+        )
+        == 0
+    )
 
     student = load_text_encoder(tmp_path / "student", with_projection=True)
     end = mean_cosine(teacher, student, held_out)
@@ -126,11 +146,27 @@ def test_an_openai_checkpoint_teacher_is_distilled_as_clip_at_77_positions(tmp_p
         return student_from_teacher(teacher, **options)
 
     monkeypatch.setattr(distillation, "student_from_teacher", spy)
-    assert main([
-        "distill", "--teacher", str(tmp_path / "clip.pt"), "--tokenizer", str(tmp_path / "tokenizer"),
-        "--data", str(tmp_path / "captions.jsonl"), "--output-dir", str(tmp_path / "student"),
-        "--batch-size", "4", "--max-steps", "1", *COMMON,
-    ]) == 0
+    assert (
+        main(
+            [
+                "distill",
+                "--teacher",
+                str(tmp_path / "clip.pt"),
+                "--tokenizer",
+                str(tmp_path / "tokenizer"),
+                "--data",
+                str(tmp_path / "captions.jsonl"),
+                "--output-dir",
+                str(tmp_path / "student"),
+                "--batch-size",
+                "4",
+                "--max-steps",
+                "1",
+                *COMMON,
+            ]
+        )
+        == 0
+    )
     (teacher,) = teachers
     assert teacher.config.max_position_embeddings == 77
     table = text_transformer(teacher).embeddings.position_embedding.weight
@@ -141,11 +177,36 @@ def test_distillation_resumes_to_the_same_weights(tmp_path):
     tokenizer = tiny_clip_tokenizer()
     save_text_encoder(_smooth_teacher(tokenizer), tmp_path / "teacher", tokenizer=tokenizer)
     _write_corpus(tmp_path / "captions.jsonl", _captions(200, 12, seed=0))
-    run = ["distill", "--teacher", str(tmp_path / "teacher"), "--data", str(tmp_path / "captions.jsonl"),
-           "--batch-size", "16", "--max-steps", "16", "--lr", "1e-2", "--warmup-steps", "2", *COMMON]
+    run = [
+        "distill",
+        "--teacher",
+        str(tmp_path / "teacher"),
+        "--data",
+        str(tmp_path / "captions.jsonl"),
+        "--batch-size",
+        "16",
+        "--max-steps",
+        "16",
+        "--lr",
+        "1e-2",
+        "--warmup-steps",
+        "2",
+        *COMMON,
+    ]
     assert main([*run, "--output-dir", str(tmp_path / "whole"), "--save-every", "6"]) == 0
     # 200 captions give 12 batches of 16: the resumed run also crosses an epoch boundary
-    assert main([*run, "--output-dir", str(tmp_path / "resumed"), "--resume-from", str(tmp_path / "whole" / "checkpoints" / "step-6")]) == 0
+    assert (
+        main(
+            [
+                *run,
+                "--output-dir",
+                str(tmp_path / "resumed"),
+                "--resume-from",
+                str(tmp_path / "whole" / "checkpoints" / "step-6"),
+            ]
+        )
+        == 0
+    )
     whole = load_text_encoder(tmp_path / "whole", with_projection=True).state_dict()
     resumed = load_text_encoder(tmp_path / "resumed", with_projection=True).state_dict()
     for key, value in whole.items():
@@ -168,11 +229,33 @@ def test_expansion_trains_the_student_beside_clip_vision_and_exports_a_full_mode
         records.append({"image": f"{i}.png", "caption": caption + ". " + caption})
     (tmp_path / "pairs.json").write_text(json.dumps(records))
 
-    assert main([
-        "expand", "--student", str(tmp_path / "student"), "--base-model", str(tmp_path / "clip"),
-        "--data", str(tmp_path / "pairs.json"), "--image-root", str(images), "--output-dir", str(tmp_path / "tulip"),
-        "--batch-size", "4", "--max-steps", "3", "--lr", "1e-3", "--warmup-steps", "1", *COMMON,
-    ]) == 0
+    assert (
+        main(
+            [
+                "expand",
+                "--student",
+                str(tmp_path / "student"),
+                "--base-model",
+                str(tmp_path / "clip"),
+                "--data",
+                str(tmp_path / "pairs.json"),
+                "--image-root",
+                str(images),
+                "--output-dir",
+                str(tmp_path / "tulip"),
+                "--batch-size",
+                "4",
+                "--max-steps",
+                "3",
+                "--lr",
+                "1e-3",
+                "--warmup-steps",
+                "1",
+                *COMMON,
+            ]
+        )
+        == 0
+    )
 
     tulip = load_clip_model(tmp_path / "tulip")
     assert isinstance(tulip, TulipModel)
@@ -196,14 +279,26 @@ def test_expansion_starts_from_exactly_the_student_and_the_clip_vision_side():
 
 
 def test_expansion_trains_without_pca_by_default():
-    args = build_parser().parse_args(["expand", "--student", "s", "--base-model", "b", "--data", "d.json", "--output-dir", "o"])
+    args = build_parser().parse_args(
+        ["expand", "--student", "s", "--base-model", "b", "--data", "d.json", "--output-dir", "o"]
+    )
     assert args.pca_dim is None and args.short_loss_weight == 1.0
 
 
 def test_distillation_on_a_missing_caption_file_is_one_error_line_and_leaves_no_output(tmp_path, capsys):
     output = tmp_path / "student"
-    code = main(["distill", "--teacher", str(tmp_path / "teacher"), "--data", str(tmp_path / "nope.jsonl"),
-                 "--output-dir", str(output), *COMMON])
+    code = main(
+        [
+            "distill",
+            "--teacher",
+            str(tmp_path / "teacher"),
+            "--data",
+            str(tmp_path / "nope.jsonl"),
+            "--output-dir",
+            str(output),
+            *COMMON,
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: caption file")

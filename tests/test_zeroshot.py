@@ -73,8 +73,9 @@ def test_eval_zeroshot_command_writes_json_and_prints_accuracy(tmp_path, capsys)
     model = save_tiny_clip(tmp_path / "model")
     root = _cifar10(tmp_path / "cifar", [0, 1, 2])
     out = tmp_path / "zs.json"
-    code = main(["eval", "zeroshot", "--model", str(model), "--dataset", "cifar10",
-                 "--root", str(root), "--json", str(out)])
+    code = main(
+        ["eval", "zeroshot", "--model", str(model), "--dataset", "cifar10", "--root", str(root), "--json", str(out)]
+    )
     assert code == 0
     result = json.loads(out.read_text())
     assert result["dataset"] == "cifar10" and result["num_templates"] == 80

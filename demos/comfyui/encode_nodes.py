@@ -26,7 +26,12 @@ class LongCLIPTextEncodeSD15:
                 "text": ("STRING", {"multiline": True, "dynamicPrompts": True}),
                 "clip_skip": (
                     "INT",
-                    {"default": 0, "min": 0, "max": 11, "tooltip": "layers skipped from the end, as diffusers' clip_skip"},
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 11,
+                        "tooltip": "layers skipped from the end, as diffusers' clip_skip",
+                    },
                 ),
             }
         }

@@ -30,9 +30,7 @@ def register(subparsers) -> None:
         f"released one ({', '.join((*KNOWN_CHECKPOINTS, *KNOWN_TULIP_REPOS))})",
     )
     what = parser.add_mutually_exclusive_group()
-    what.add_argument(
-        "--text-only", action="store_true", help="save only the text encoder, as a CLIPTextModel"
-    )
+    what.add_argument("--text-only", action="store_true", help="save only the text encoder, as a CLIPTextModel")
     what.add_argument(
         "--with-projection",
         action="store_true",

@@ -18,18 +18,26 @@ def register(subparsers) -> None:
     tasks = parser.add_subparsers(dest="eval_command", metavar="TASK")
     tasks.required = True
     _add_task(
-        tasks, "retrieval", run_retrieval, RETRIEVAL_DATASETS,
+        tasks,
+        "retrieval",
+        run_retrieval,
+        RETRIEVAL_DATASETS,
         "image-text retrieval R@1/5/10 in both directions",
         "Image-text retrieval recall@1/5/10, image->text and text->image.",
     )
     _add_task(
-        tasks, "zeroshot", run_zeroshot, CLASSIFICATION_DATASETS,
+        tasks,
+        "zeroshot",
+        run_zeroshot,
+        CLASSIFICATION_DATASETS,
         "zero-shot classification with the 80 OpenAI ImageNet templates",
-        "Zero-shot top-1/top-5 accuracy: class embedding = normalised mean of the 80 OpenAI "
-        "template embeddings.",
+        "Zero-shot top-1/top-5 accuracy: class embedding = normalised mean of the 80 OpenAI template embeddings.",
     )
     curve = _add_task(
-        tasks, "length-curve", run_length_curve, RETRIEVAL_DATASETS,
+        tasks,
+        "length-curve",
+        run_length_curve,
+        RETRIEVAL_DATASETS,
         "R@1 as captions are cut to 10..248 tokens, several models on one plot",
         "The effective-length experiment: retrieval R@1 with captions cut to each length; "
         "writes length_curve.json and length_curve.png into --out.",
@@ -79,9 +87,7 @@ def _add_tokenizer(parser: argparse.ArgumentParser) -> None:
 
 def _add_dataset(parser: argparse.ArgumentParser, datasets: tuple[str, ...]) -> None:
     parser.add_argument("--dataset", required=True, choices=datasets, help="benchmark")
-    parser.add_argument(
-        "--root", required=True, metavar="DIR", help="data set folder, in its published layout"
-    )
+    parser.add_argument("--root", required=True, metavar="DIR", help="data set folder, in its published layout")
 
 
 def _add_common(parser: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -94,11 +100,15 @@ def _add_common(parser: argparse.ArgumentParser, json_flag: bool = True) -> None
         help="torch device (default: cuda, else mps, else cpu)",
     )
     parser.add_argument(
-        "--dtype", choices=DTYPE_NAMES,
+        "--dtype",
+        choices=DTYPE_NAMES,
         help="weights' dtype (default: as saved); half precision is for GPUs",
     )
     parser.add_argument(
-        "--num-workers", type=int, default=0, metavar="N",
+        "--num-workers",
+        type=int,
+        default=0,
+        metavar="N",
         help="image decoding processes (default: 0, in the main process)",
     )
 
@@ -141,7 +151,13 @@ def _evaluate(args: argparse.Namespace, load_dataset, evaluate, table) -> int:
 
 
 def run_length_curve(args: argparse.Namespace) -> int:
-    from ..evaluation import length_curve, length_curve_table, load_retrieval_dataset, require_matplotlib, write_length_curve
+    from ..evaluation import (
+        length_curve,
+        length_curve_table,
+        load_retrieval_dataset,
+        require_matplotlib,
+        write_length_curve,
+    )
 
     # Checked first: the plot is drawn last, after minutes of encoding.
     require_matplotlib()

@@ -36,15 +36,12 @@ def register(subparsers) -> None:
         help="SDXL embedding recipe: diffusers' penultimate layers (standard) or the released "
         "Long-CLIP code's normalised last layers (longclip) (default: %(default)s)",
     )
-    parser.add_argument(
-        "--device", default=None, help="cuda, mps or cpu (default: the first one available)"
-    )
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the first one available)")
     parser.add_argument("--out", required=True, type=Path, metavar="FILE.png", help="where to write the image")
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="also write the stock pipeline's image (FILE-stock.png) and a side-by-side sheet "
-        "(FILE-compare.png)",
+        help="also write the stock pipeline's image (FILE-stock.png) and a side-by-side sheet (FILE-compare.png)",
     )
     parser.set_defaults(func=run)
 

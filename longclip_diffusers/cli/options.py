@@ -29,9 +29,7 @@ def add_src_out_parser(
     return parser
 
 
-def add_output_options(
-    parser: argparse.ArgumentParser, tokenizer_default: str | None = DEFAULT_TOKENIZER
-) -> None:
+def add_output_options(parser: argparse.ArgumentParser, tokenizer_default: str | None = DEFAULT_TOKENIZER) -> None:
     """``--tokenizer``, ``--dtype`` and ``--overwrite``."""
     parser.add_argument(
         "--tokenizer",
@@ -51,7 +49,10 @@ def add_output_options(
 
 
 def add_stretch_options(
-    parser: argparse.ArgumentParser, note: str, ratio_default: float | None = DEFAULT_RATIO, ratio_help: str | None = None
+    parser: argparse.ArgumentParser,
+    note: str,
+    ratio_default: float | None = DEFAULT_RATIO,
+    ratio_help: str | None = None,
 ) -> None:
     """``--keep`` and ``--ratio`` of knowledge-preserved stretching (docs/stretching.md);
     ``ratio_help`` replaces the default's description when ``ratio_default`` is not Long-CLIP's."""

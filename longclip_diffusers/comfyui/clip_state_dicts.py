@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from ..compat import text_config
+from ..conversion.openai_keys import TEXT_POSITION_KEY
 from ..errors import IncompatibleEncoderError
 from ..io.export import prefixed_state_dict
-from ..conversion.openai_keys import TEXT_POSITION_KEY
 from ..length.stretching import stretch_plan, stretch_position_table
 from ..length.tokens import LONG_LENGTH
 
@@ -36,13 +36,15 @@ def comfy_towers(clip_state_dict: dict[str, torch.Tensor]) -> dict[str, dict[str
     (``"clip_l"``, ``"clip_g"``), each keyed ``text_model.*`` / ``text_projection.weight``."""
     towers = {}
     for tower, prefix in TOWER_PREFIXES.items():
-        weights = {k[len(prefix):]: v for k, v in clip_state_dict.items() if k.startswith(prefix)}
+        weights = {k[len(prefix) :]: v for k, v in clip_state_dict.items() if k.startswith(prefix)}
         if weights:
             towers[tower] = weights
     return towers
 
 
-def stretched_comfy_state_dict(state_dict: dict[str, torch.Tensor], length: int = LONG_LENGTH) -> dict[str, torch.Tensor]:
+def stretched_comfy_state_dict(
+    state_dict: dict[str, torch.Tensor], length: int = LONG_LENGTH
+) -> dict[str, torch.Tensor]:
     """A copy of a ComfyUI-layout text-encoder state dict whose position table is stretched to at
     least ``length`` rows (unchanged when it has them already), as
     :func:`~longclip_diffusers.length.stretching.stretch_plan` decides."""

@@ -20,10 +20,10 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..compat import text_config
-from ..length.fit_length import fit_encoder_length
+from ..drop_in.layer_recipes import normalized_layer, sdxl_layer
 from ..errors import IncompatibleEncoderError
 from ..io.loading import load_text_encoder, load_tokenizer
-from ..drop_in.layer_recipes import normalized_layer, sdxl_layer
+from ..length.fit_length import fit_encoder_length
 from ..length.tokens import LONG_LENGTH, tokenizer_at
 
 #: ComfyUI's CONDITIONING: ``[[cond [B, L, C], {"pooled_output": [B, P], ...}], ...]``.
@@ -67,7 +67,9 @@ def load_encoder_with_tokenizer(
     return fit_encoder_with_tokenizer(model, load_tokenizer(source), length)
 
 
-def fit_encoder_with_tokenizer(model: nn.Module, tokenizer: PreTrainedTokenizerBase, length: int = LONG_LENGTH) -> EncoderWithTokenizer:
+def fit_encoder_with_tokenizer(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, length: int = LONG_LENGTH
+) -> EncoderWithTokenizer:
     """``model`` made to read ``length`` tokens (:func:`~longclip_diffusers.length.fit_length.fit_encoder_length`:
     a stretched twin when its table is shorter; ``model`` itself is left as it was) with a copy of
     ``tokenizer`` reading ``length`` tokens."""
@@ -75,7 +77,9 @@ def fit_encoder_with_tokenizer(model: nn.Module, tokenizer: PreTrainedTokenizerB
 
 
 @torch.no_grad()
-def encode_sd15(encoder: EncoderWithTokenizer, text: str, clip_skip: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_sd15(
+    encoder: EncoderWithTokenizer, text: str, clip_skip: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(cond [1, L, W], pooled [1, P])`` as SD1.x reads them: layer ``-(clip_skip + 1)``
     through the final LayerNorm (the last layer by default)."""
     output = _run(encoder, text)

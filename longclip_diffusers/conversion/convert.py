@@ -9,11 +9,12 @@ builds the model with the steps of :mod:`.model_building`, which TULIP's convers
 from __future__ import annotations
 
 import os
+
 import torch
 from transformers import CLIPModel, CLIPTextModel, CLIPTextModelWithProjection
 
+from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO, stretch_position_table
 from .model_building import ConvertKind, assign_all_weights, build_without_init, rename_to_model_keys
-from .read_checkpoint import as_state_dict, read_state_dict
 from .openai_keys import (
     CLIP_BOS_TOKEN_ID,
     CLIP_EOS_TOKEN_ID,
@@ -24,9 +25,8 @@ from .openai_keys import (
     openai_text_to_transformers,
     openai_to_transformers,
 )
+from .read_checkpoint import as_state_dict, read_state_dict
 from .tulip_checkpoint import convert_tulip_checkpoint, is_tulip_state_dict
-from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO, stretch_position_table
-
 
 _MODEL_CLASSES = {
     "full": CLIPModel,
@@ -78,9 +78,7 @@ def convert_checkpoint(
         config = text_config = infer_text_config(state_dict, "", num_heads, bos_token_id, eos_token_id)
 
     if has_plain_openai_positions(state_dict):
-        weights[TEXT_POSITION_KEY] = stretch_position_table(
-            weights[TEXT_POSITION_KEY], keep=keep, ratio=ratio
-        )
+        weights[TEXT_POSITION_KEY] = stretch_position_table(weights[TEXT_POSITION_KEY], keep=keep, ratio=ratio)
     text_config.max_position_embeddings = weights[TEXT_POSITION_KEY].shape[0]
 
     model = build_without_init(_MODEL_CLASSES[kind], config)

@@ -229,9 +229,7 @@ def infer_text_config(
     return text_tower(state_dict, prefix).config(num_heads, bos_token_id, eos_token_id)
 
 
-def infer_vision_config(
-    state_dict: dict[str, torch.Tensor], num_heads: int | None = None
-) -> CLIPVisionConfig:
+def infer_vision_config(state_dict: dict[str, torch.Tensor], num_heads: int | None = None) -> CLIPVisionConfig:
     """``CLIPVisionConfig`` from the ``visual.`` shapes; heads = width // 64 unless ``num_heads``."""
     return vision_tower(state_dict).config(num_heads)
 
@@ -243,13 +241,9 @@ def infer_clip_config(
     eos_token_id: int = CLIP_EOS_TOKEN_ID,
 ) -> CLIPConfig:
     """``CLIPConfig`` (text + vision) from shapes; ``num_heads`` overrides both towers."""
-    text = infer_text_config(
-        state_dict, num_heads=num_heads, bos_token_id=bos_token_id, eos_token_id=eos_token_id
-    )
+    text = infer_text_config(state_dict, num_heads=num_heads, bos_token_id=bos_token_id, eos_token_id=eos_token_id)
     vision = infer_vision_config(state_dict, num_heads=num_heads)
-    return CLIPConfig(
-        text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=text.projection_dim
-    )
+    return CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=text.projection_dim)
 
 
 def check_openai_state_dict(
@@ -274,9 +268,7 @@ def check_openai_state_dict(
 
     def tolerated(key: str) -> bool:
         # Keys a text conversion leaves behind on purpose, and OpenAI's JIT bookkeeping.
-        return key in IGNORED_KEYS or (
-            not vision and (key.startswith(VISION_PREFIX) or key == LOGIT_SCALE_KEY)
-        )
+        return key in IGNORED_KEYS or (not vision and (key.startswith(VISION_PREFIX) or key == LOGIT_SCALE_KEY))
 
     missing = sorted(key for key in expected if key not in state_dict)
     unexpected = sorted(key for key in state_dict if key not in expected and not tolerated(key))
@@ -338,9 +330,7 @@ def resblocks_to_transformers(
     return out
 
 
-def openai_text_to_transformers(
-    state_dict: dict[str, torch.Tensor], prefix: str = ""
-) -> dict[str, torch.Tensor]:
+def openai_text_to_transformers(state_dict: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
     """The text tower as ``CLIPTextModelWithProjection`` keys (``text_model.*`` and
     ``text_projection.weight``), position tables merged. Vision keys are ignored."""
     check_openai_state_dict(state_dict, vision=False, prefix=prefix)
@@ -359,9 +349,7 @@ def openai_text_to_transformers(
     return out
 
 
-def openai_to_transformers(
-    state_dict: dict[str, torch.Tensor], vision: bool | None = None
-) -> dict[str, torch.Tensor]:
+def openai_to_transformers(state_dict: dict[str, torch.Tensor], vision: bool | None = None) -> dict[str, torch.Tensor]:
     """The whole model as ``CLIPModel`` keys. ``vision=None`` maps the vision tower when there is
     one (a text-only state dict gives the text keys only); ``vision=True`` requires it."""
     check_openai_state_dict(state_dict, vision=vision)
@@ -401,9 +389,7 @@ def _tower_to_transformers(
     projection, which OpenAI applies as ``x @ P`` and a Linear layer as ``x @ W.T``."""
     out = {f"{target}{new}": state_dict[f"{source}{old}"] for old, new in renames.items()}
     out.update(
-        resblocks_to_transformers(
-            state_dict, f"{source}transformer.resblocks.", f"{target}encoder.layers.", layers
-        )
+        resblocks_to_transformers(state_dict, f"{source}transformer.resblocks.", f"{target}encoder.layers.", layers)
     )
     old_projection, new_projection = projection
     out[new_projection] = state_dict[f"{source}{old_projection}"].t().contiguous()
@@ -471,9 +457,7 @@ def _require_clip(state_dict: dict[str, torch.Tensor], prefix: str) -> None:
         if any(k.startswith(("text_model.", "vision_model.")) for k in state_dict)
         else " Fix: pass a Long-CLIP / OpenAI CLIP checkpoint (e.g. longclip-L.pt)."
     )
-    raise CheckpointError(
-        f"not an OpenAI-layout CLIP state dict: no '{anchor}' key (first keys: {sample}).{hint}"
-    )
+    raise CheckpointError(f"not an OpenAI-layout CLIP state dict: no '{anchor}' key (first keys: {sample}).{hint}")
 
 
 def _required(state_dict: dict[str, torch.Tensor], key: str, ndim: int) -> torch.Tensor:

@@ -12,9 +12,12 @@ import os
 
 import torch
 
-from .read_checkpoint import as_state_dict, read_state_dict
-from .model_building import ConvertKind, assign_all_weights, build_without_init, rename_to_model_keys
 from ..errors import CheckpointError
+from ..tulip.configuration import TulipConfig, tulip_text_config_from_clip
+from ..tulip.full_model import TulipModel
+from ..tulip.modeling import TulipTextModel, TulipTextModelWithProjection
+from ..tulip.rope import DEFAULT_ROPE_BASE
+from .model_building import ConvertKind, assign_all_weights, build_without_init, rename_to_model_keys
 from .openai_keys import (
     CLIP_BOS_TOKEN_ID,
     CLIP_EOS_TOKEN_ID,
@@ -27,10 +30,7 @@ from .openai_keys import (
     openai_text_to_transformers,
     openai_to_transformers,
 )
-from ..tulip.configuration import TulipConfig, tulip_text_config_from_clip
-from ..tulip.full_model import TulipModel
-from ..tulip.modeling import TulipTextModel, TulipTextModelWithProjection
-from ..tulip.rope import DEFAULT_ROPE_BASE
+from .read_checkpoint import as_state_dict, read_state_dict
 
 #: The context TULIP's main run was trained at (paper section 4; REFERENCE.md section 4).
 TULIP_CONTEXT_LENGTH = 248
@@ -136,9 +136,7 @@ def _as_openai_layout(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Te
         )
     if prefix:
         flat = {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
-        flat.update(
-            {k: v for k, v in state_dict.items() if k.startswith(VISION_PREFIX) or k == LOGIT_SCALE_KEY}
-        )
+        flat.update({k: v for k, v in state_dict.items() if k.startswith(VISION_PREFIX) or k == LOGIT_SCALE_KEY})
     else:
         # open_clip models built by TULIP's scripts may also carry the tower under "text."
         flat = {key: value for key, value in state_dict.items() if not key.startswith(OPEN_CLIP_TEXT_PREFIX)}

@@ -63,9 +63,7 @@ class Studio:
         return self.long.tokenizer
 
 
-def load_studio(
-    pipeline: str, long_clip: str, tiny_random: bool = False, device: str | None = None
-) -> Studio:
+def load_studio(pipeline: str, long_clip: str, tiny_random: bool = False, device: str | None = None) -> Studio:
     """Load the stock pipeline once and derive the Long-CLIP one from it (shared UNet/VAE)."""
     if tiny_random:
         stock, long = long_clip_pair(*tiny.tiny_sd_pipeline_and_long_clip())
@@ -73,7 +71,9 @@ def load_studio(
         steps, guidance = 4, 5.0
     else:
         device = device or default_device()
-        stock = DiffusionPipeline.from_pretrained(resolve_pipeline(pipeline), torch_dtype=inference_dtype(device)).to(device)
+        stock = DiffusionPipeline.from_pretrained(resolve_pipeline(pipeline), torch_dtype=inference_dtype(device)).to(
+            device
+        )
         stock, long = long_clip_pair(stock, long_clip)
         title = f"{pipeline} + {long_clip}"
         steps, guidance = 30, 5.0 if hasattr(stock, "text_encoder_2") else 7.5
@@ -118,10 +118,7 @@ def meter_summary(report) -> str:
     dropped, past = report.dropped_by_stock, report.dropped
     if not dropped:
         return f"{head} Both encoders read all of it."
-    text = (
-        f"{head} A {STOCK_LENGTH}-token encoder drops {len(dropped)} words "
-        f"(from \"{dropped[0].text}\" on, orange)"
-    )
+    text = f'{head} A {STOCK_LENGTH}-token encoder drops {len(dropped)} words (from "{dropped[0].text}" on, orange)'
     if past:
         return text + f"; {len(past)} words are past {LONG_LENGTH} tokens (red): Long-CLIP drops those too."
     return text + f"; Long-CLIP reads all {tokens} tokens."

@@ -20,9 +20,9 @@ import warnings
 
 import torch
 
-from .pipeline_kinds import PipelineSlots
-from .layer_recipes import check_recipe, normalized_layer, sdxl_layer
 from ..length.tokens import token_report
+from .layer_recipes import check_recipe, normalized_layer, sdxl_layer
+from .pipeline_kinds import PipelineSlots
 
 
 class LongClipPromptEncoder:
@@ -99,7 +99,9 @@ class LongClipPromptEncoder:
         feeds ``texts`` to its only encoder."""
         parts, pooled = [], None
         for text, slot in zip((texts, texts_2), self.slots.encoder_slots):
-            hidden, pooled = self._encode(text, slot.replace("text_encoder", "tokenizer"), slot, device, select, length)
+            hidden, pooled = self._encode(
+                text, slot.replace("text_encoder", "tokenizer"), slot, device, select, length
+            )
             parts.append(hidden)
         return torch.cat(parts, dim=-1), pooled
 

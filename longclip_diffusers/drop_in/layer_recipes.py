@@ -24,7 +24,6 @@ from ..compat import text_transformer
 from ..constants import RECIPES
 
 
-
 def check_recipe(recipe: str) -> str:
     """Return ``recipe`` if it is one of :data:`RECIPES`, else raise ``ValueError`` naming them."""
     if recipe not in RECIPES:

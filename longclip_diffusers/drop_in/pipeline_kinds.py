@@ -57,9 +57,11 @@ def detect_slots(pipe) -> PipelineSlots:
             f"{name} has no CLIP text encoder (no text_encoder or text_encoder_2 component); "
             "apply_long_clip works on SD1.x and SDXL pipelines: load one with its text encoders"
         )
-    if getattr(pipe, "text_encoder_3", None) is not None or (
-        encoder is not None and (not is_text_encoder(encoder) or hasattr(encoder, "text_projection"))
-    ) or (encoder_2 is not None and (not is_text_encoder(encoder_2) or not hasattr(encoder_2, "text_projection"))):
+    if (
+        getattr(pipe, "text_encoder_3", None) is not None
+        or (encoder is not None and (not is_text_encoder(encoder) or hasattr(encoder, "text_projection")))
+        or (encoder_2 is not None and (not is_text_encoder(encoder_2) or not hasattr(encoder_2, "text_projection")))
+    ):
         raise IncompatibleEncoderError(
             f"{name} holds text encoders apply_long_clip does not know "
             f"(text_encoder: {type(encoder).__name__}, text_encoder_2: {type(encoder_2).__name__}); "

@@ -29,16 +29,16 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from ..compat import text_config
-from ..length.fit_length import fit_encoder_length, position_limit
 from ..errors import IncompatibleEncoderError
 from ..io.loading import load_text_encoder
-from .pipeline_kinds import PipelineSlots, detect_slots
-from .encode_prompt import LongClipPromptEncoder
-from .layer_recipes import check_recipe
+from ..length.fit_length import fit_encoder_length, position_limit
 from ..length.stretching import DEFAULT_KEEP
 from ..length.tokens import LONG_LENGTH, tokenizer_at
-from ..tulip.drop_in import drop_in_classes
 from ..length.weight_sharing import twin_sharing_weights
+from ..tulip.drop_in import drop_in_classes
+from .encode_prompt import LongClipPromptEncoder
+from .layer_recipes import check_recipe
+from .pipeline_kinds import PipelineSlots, detect_slots
 
 if TYPE_CHECKING:  # importing diffusers' pipelines takes seconds; the hints need no import at run time
     from diffusers import DiffusionPipeline

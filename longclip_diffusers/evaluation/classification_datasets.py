@@ -113,9 +113,7 @@ def _cifar_folder(root: Path, name: str, test_file: str) -> Path:
     for folder in (root / name, root):
         if (folder / test_file).is_file():
             return folder
-    raise FileNotFoundError(
-        f"no {name}/{test_file} under {root}: unpack the python version of the data set there"
-    )
+    raise FileNotFoundError(f"no {name}/{test_file} under {root}: unpack the python version of the data set there")
 
 
 def _cifar(name: str, label_names, data, labels) -> ClassificationDataset:

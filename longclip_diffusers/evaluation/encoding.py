@@ -26,8 +26,7 @@ def text_max_length(model) -> int:
     positions = getattr(text_config(model), "max_position_embeddings", None)
     if not positions:
         raise ValueError(
-            f"{type(model).__name__} has no max_position_embeddings in its text config: "
-            "pass max_length explicitly"
+            f"{type(model).__name__} has no max_position_embeddings in its text config: pass max_length explicitly"
         )
     return int(positions)
 
@@ -57,9 +56,7 @@ def encode_texts(
     max_length = max_length or text_max_length(model)
     device = _model_device(model)
     chunks = []
-    for start in tqdm(
-        range(0, len(texts), batch_size), desc=f"texts @{max_length}", disable=not progress
-    ):
+    for start in tqdm(range(0, len(texts), batch_size), desc=f"texts @{max_length}", disable=not progress):
         # Padding to the batch's longest is exact: attention is causal and pooling reads the
         # end token, so nothing after it changes the feature.
         tokens = tokenizer(
@@ -70,11 +67,7 @@ def encode_texts(
             return_tensors="pt",
         ).to(device)
         chunks.append(
-            _features(
-                model.get_text_features(
-                    input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
-                )
-            )
+            _features(model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]))
         )
     return torch.cat(chunks)
 

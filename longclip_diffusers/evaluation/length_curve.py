@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..constants import CURVE_LENGTHS
-from ..io.atomic import atomic_write_file
 from ..errors import MissingDependencyError
+from ..io.atomic import atomic_write_file
 from .metrics import feature_recall_at_k
 from .models import EvalModel
 from .report import write_json
@@ -47,9 +47,7 @@ def length_curve(
         )
         by_length: dict[int, dict] = {}
         for length in sorted({min(n, model.max_length) for n in lengths}):
-            texts = model.encode_texts(
-                dataset.captions, max_length=length, batch_size=batch_size, progress=progress
-            )
+            texts = model.encode_texts(dataset.captions, max_length=length, batch_size=batch_size, progress=progress)
             by_length[length] = feature_recall_at_k(images, texts, dataset.text_to_image, ks=(1,))
         points = [by_length[min(n, model.max_length)] for n in lengths]
         curves.append(
@@ -91,9 +89,7 @@ def plot_length_curve(curve: dict, path: str | Path) -> Path:
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     labels = _labels([m["name"] for m in curve["models"]])
-    for axis, direction, title in zip(
-        axes, ("image_to_text", "text_to_image"), ("image -> text", "text -> image")
-    ):
+    for axis, direction, title in zip(axes, ("image_to_text", "text_to_image"), ("image -> text", "text -> image")):
         for label, model in zip(labels, curve["models"]):
             axis.plot(curve["lengths"], [100 * v for v in model[direction]], marker="o", label=label)
         axis.axvline(77, color="grey", linestyle=":", linewidth=1)

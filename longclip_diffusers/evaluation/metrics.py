@@ -20,9 +20,7 @@ import torch
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 
 
-def image_to_text_ranks(
-    similarity: torch.Tensor, text_to_image: torch.Tensor, first_image: int = 0
-) -> torch.Tensor:
+def image_to_text_ranks(similarity: torch.Tensor, text_to_image: torch.Tensor, first_image: int = 0) -> torch.Tensor:
     """Rank (0 = first place) of each image's best-scoring own caption.
 
     ``similarity`` is ``[images, texts]`` for the images ``first_image, first_image + 1, ...``;
@@ -83,9 +81,7 @@ def feature_recall_at_k(
         for s in range(0, len(image_features), chunk_size)
     ]
     t2i = [
-        text_to_image_ranks(
-            text_features[s : s + chunk_size] @ image_features.T, text_to_image[s : s + chunk_size]
-        )
+        text_to_image_ranks(text_features[s : s + chunk_size] @ image_features.T, text_to_image[s : s + chunk_size])
         for s in range(0, len(text_features), chunk_size)
     ]
     return {
@@ -104,9 +100,7 @@ def _check_assignment(text_to_image: torch.Tensor, num_images: int, num_texts: i
     if num_texts and (text_to_image.min() < 0 or text_to_image.max() >= num_images):
         raise ValueError(f"text_to_image holds indices outside 0..{num_images - 1}")
     if torch.bincount(text_to_image, minlength=num_images).eq(0).any():
-        raise ValueError(
-            "some images have no caption: drop them from the data set or give each a caption"
-        )
+        raise ValueError("some images have no caption: drop them from the data set or give each a caption")
     return text_to_image
 
 
@@ -122,7 +116,7 @@ def topk_accuracy(
     scale changes no ranking, so plain dot products are used. Ties count against the model.
     """
     labels = torch.as_tensor(labels, dtype=torch.long, device=image_features.device)
-    scores = (image_features.float() @ class_features.float().T)
+    scores = image_features.float() @ class_features.float().T
     own = scores.gather(1, labels.unsqueeze(1))
     ranks = (scores >= own).sum(dim=1) - 1
     return {f"top{k}": (ranks < k).double().mean().item() for k in ks if k <= scores.shape[1]}

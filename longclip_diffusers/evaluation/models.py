@@ -56,6 +56,8 @@ def load_eval_model(
     # A borrowed CLIP-L tokenizer says 77; the model reads its own length.
     text_tokenizer.model_max_length = text_max_length(model)
     return EvalModel(
-        name=str(source), model=model, tokenizer=text_tokenizer,
+        name=str(source),
+        model=model,
+        tokenizer=text_tokenizer,
         image_transform=image_transform_for(model, source),
     )

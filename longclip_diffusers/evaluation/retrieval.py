@@ -28,9 +28,7 @@ def evaluate_retrieval(
     images = model.encode_images(
         dataset.image_paths, batch_size=batch_size, num_workers=num_workers, progress=progress
     )
-    texts = model.encode_texts(
-        dataset.captions, max_length=length, batch_size=batch_size, progress=progress
-    )
+    texts = model.encode_texts(dataset.captions, max_length=length, batch_size=batch_size, progress=progress)
     return {
         "model": model.name,
         "dataset": dataset.name,

@@ -93,9 +93,7 @@ def load_dci(root: str | Path) -> RetrievalDataset:
         if rows and not {"filepath", "title"} <= rows[0].keys():
             raise ValueError(f"{csv_path} needs tab-separated columns 'filepath' and 'title'")
         images = [root / row["filepath"] for row in rows]
-        return RetrievalDataset(
-            "dci", _checked(images, csv_path, "rows"), [row["title"] for row in rows]
-        )
+        return RetrievalDataset("dci", _checked(images, csv_path, "rows"), [row["title"] for row in rows])
     release = root / "densely_captioned_images"
     annotation_dir = _require_dir(release if release.is_dir() else root, "annotations")
     photo_dir = annotation_dir.parent / "photos"
@@ -113,8 +111,7 @@ def load_coco(root: str | Path) -> RetrievalDataset:
     ann_path = root / "annotations" / "captions_val2017.json"
     if not ann_path.is_file():
         raise FileNotFoundError(
-            f"{ann_path} not found: pass --root the COCO folder holding "
-            "annotations/captions_val2017.json and val2017/"
+            f"{ann_path} not found: pass --root the COCO folder holding annotations/captions_val2017.json and val2017/"
         )
     annotations = json.loads(ann_path.read_text(encoding="utf-8"))
     by_image: dict[int, list[str]] = {}

@@ -48,6 +48,4 @@ def load_array_pickle(path: str | Path):
     try:
         return _ArraysOnlyUnpickler(io.BytesIO(Path(path).read_bytes()), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise ValueError(
-            f"{path} is not a plain data pickle ({exc}); re-download the original batch files"
-        ) from exc
+        raise ValueError(f"{path} is not a plain data pickle ({exc}); re-download the original batch files") from exc

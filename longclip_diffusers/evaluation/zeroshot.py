@@ -132,9 +132,7 @@ def evaluate_zeroshot(
 ) -> dict:
     """Top-1 and top-5 zero-shot accuracy (fractions) of ``model`` on ``dataset``."""
     classes = zeroshot_classifier(model, dataset.classnames, templates, progress=progress)
-    images = model.encode_images(
-        dataset.images, batch_size=batch_size, num_workers=num_workers, progress=progress
-    )
+    images = model.encode_images(dataset.images, batch_size=batch_size, num_workers=num_workers, progress=progress)
     return {
         "model": model.name,
         "dataset": dataset.name,

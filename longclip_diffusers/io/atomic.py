@@ -51,9 +51,7 @@ def atomic_write_file(path: str | os.PathLike, overwrite: bool = True) -> Iterat
     target = Path(path)
     refuse_existing_output(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(
-        prefix=f".{target.stem}.tmp-", suffix=target.suffix, dir=target.parent
-    )
+    handle, name = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=target.suffix, dir=target.parent)
     os.close(handle)
     staging = Path(name)
     try:
@@ -72,8 +70,7 @@ def refuse_existing_output(path: str | os.PathLike, overwrite: bool = False) -> 
     target = Path(path)
     if not overwrite and (target.exists() or target.is_symlink()):
         raise OutputExistsError(
-            f"{target} already exists; choose another output path or allow overwriting "
-            "(--overwrite / overwrite=True)"
+            f"{target} already exists; choose another output path or allow overwriting (--overwrite / overwrite=True)"
         )
 
 

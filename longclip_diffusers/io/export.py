@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 
 import torch
+import transformers
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
-import transformers
 from transformers import (
     CLIPModel,
     CLIPTextModel,
@@ -26,7 +26,6 @@ from transformers import (
 )
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
 
-from .atomic import atomic_output_dir
 from ..compat import text_config, text_transformer
 from ..constants import DTYPE_NAMES
 from ..conversion.convert import convert_checkpoint
@@ -34,6 +33,7 @@ from ..conversion.model_building import ConvertKind
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO
 from ..length.tokens import tokenizer_at
 from ..tulip import TulipModel, TulipTextModel, TulipTextModelWithProjection
+from .atomic import atomic_output_dir
 
 #: The text encoders and full models saved here: CLIP's classes and their TULIP counterparts.
 TEXT_ENCODER_CLASSES = (CLIPTextModel, CLIPTextModelWithProjection, TulipTextModel, TulipTextModelWithProjection)
@@ -159,9 +159,10 @@ def export_checkpoint(
     ids = {}
     if tokenizer is not None:
         ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
-    with atomic_output_dir(out_dir, overwrite=overwrite) as staging, tqdm(
-        total=2, desc=f"{Path(checkpoint).name}: converting", unit="step", leave=False
-    ) as progress:
+    with (
+        atomic_output_dir(out_dir, overwrite=overwrite) as staging,
+        tqdm(total=2, desc=f"{Path(checkpoint).name}: converting", unit="step", leave=False) as progress,
+    ):
         model = convert_checkpoint(checkpoint, kind=kind, keep=keep, ratio=ratio, tulip=tulip, **ids)
         progress.update()
         progress.set_description(f"{Path(checkpoint).name}: writing {Path(out_dir).name}")

@@ -28,17 +28,16 @@ from transformers import (
 )
 from transformers.utils import logging as transformers_logging
 
-from ..errors import CheckpointError, ModelNotAvailableError, OutputExistsError
-from .export import export_checkpoint, resolve_dtype
 from ..constants import (
-    DEFAULT_LONG_CLIP,
     DEFAULT_PIPELINE,
     DEFAULT_RATIO,
     DEFAULT_TOKENIZER,
     KNOWN_CHECKPOINTS,
     KNOWN_TULIP_REPOS,
 )
+from ..errors import CheckpointError, ModelNotAvailableError, OutputExistsError
 from ..tulip import TulipModel, TulipPreTrainedModel, TulipTextModel, TulipTextModelWithProjection
+from .export import export_checkpoint, resolve_dtype
 
 #: Environment variable that overrides where converted checkpoints are kept.
 CACHE_ENV = "LONGCLIP_DIFFUSERS_CACHE"
@@ -53,9 +52,21 @@ _TOKENIZER_FILE_PATTERNS = ["tokenizer*.json", "vocab.json", "merges.txt", "spec
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CLASSES_BY_NAME = {
     cls.__name__: cls
-    for cls in (CLIPModel, CLIPTextModel, CLIPTextModelWithProjection, TulipModel, TulipTextModel, TulipTextModelWithProjection)
+    for cls in (
+        CLIPModel,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        TulipModel,
+        TulipTextModel,
+        TulipTextModelWithProjection,
+    )
 }
-_CLASSES_BY_MODEL_TYPE = {"clip": CLIPModel, "clip_text_model": CLIPTextModel, "tulip": TulipModel, "tulip_text": TulipTextModel}
+_CLASSES_BY_MODEL_TYPE = {
+    "clip": CLIPModel,
+    "clip_text_model": CLIPTextModel,
+    "tulip": TulipModel,
+    "tulip_text": TulipTextModel,
+}
 
 ClipClass = type[CLIPModel] | type[CLIPTextModel] | type[CLIPTextModelWithProjection]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from torch import nn
 
 from ..compat import text_config, text_transformer
-from .stretching import DEFAULT_KEEP, stretch_plan, stretch_text_encoder
 from ..tulip.context import set_context_length
 from ..tulip.modeling import TulipPreTrainedModel
+from .stretching import DEFAULT_KEEP, stretch_plan, stretch_text_encoder
 from .weight_sharing import twin_sharing_weights
 
 

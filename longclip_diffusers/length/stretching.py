@@ -24,7 +24,6 @@ from ..constants import DEFAULT_KEEP, DEFAULT_RATIO
 from ..errors import IncompatibleEncoderError
 
 
-
 def stretched_length(old_length: int, keep: int = DEFAULT_KEEP, ratio: float = DEFAULT_RATIO) -> int:
     """Number of rows ``keep + (old_length - keep) * ratio`` after stretching; must be whole."""
     _check_arguments(old_length, keep, ratio)

@@ -79,9 +79,7 @@ class TokenReport:
         if self.recovered:
             lines.append(f"{self.max_length} tokens keep {len(self.recovered)} of them")
         if self.dropped:
-            lines.append(
-                f"past {self.max_length} tokens, dropped: {len(self.dropped)} words: {_quote(self.dropped)}"
-            )
+            lines.append(f"past {self.max_length} tokens, dropped: {len(self.dropped)} words: {_quote(self.dropped)}")
         return "\n".join(lines)
 
 

@@ -61,8 +61,20 @@ class Claim:
 #: (name, arm, reference, metrics, strict) of each prediction.
 PREDICTIONS: tuple[tuple[str, str, str, tuple[str, ...], bool], ...] = (
     ("full method above the base on long captions", "kps_pcm", "base", ("long_i2t_r1", "long_t2i_r1"), True),
-    ("full method not below direct fine-tuning on short captions", "kps_pcm", "direct_ft", ("short_i2t_r1", "short_t2i_r1"), False),
-    ("full method not below direct fine-tuning in zero-shot accuracy", "kps_pcm", "direct_ft", ("zeroshot_acc",), False),
+    (
+        "full method not below direct fine-tuning on short captions",
+        "kps_pcm",
+        "direct_ft",
+        ("short_i2t_r1", "short_t2i_r1"),
+        False,
+    ),
+    (
+        "full method not below direct fine-tuning in zero-shot accuracy",
+        "kps_pcm",
+        "direct_ft",
+        ("zeroshot_acc",),
+        False,
+    ),
 )
 
 

@@ -90,26 +90,46 @@ def finetune_arguments(arm: str, base_dir: Path, data: Path, out_dir: Path, conf
     elif arm == "kps_only":
         variant = ["--keep", str(config.keep), "--ratio", str(config.ratio), "--short-loss-weight", "0"]
     elif arm == "kps_pcm":
-        variant = ["--keep", str(config.keep), "--ratio", str(config.ratio), "--short-loss-weight", "1",
-                   "--pca-dim", str(config.pca_dim)]
+        variant = [
+            "--keep",
+            str(config.keep),
+            "--ratio",
+            str(config.ratio),
+            "--short-loss-weight",
+            "1",
+            "--pca-dim",
+            str(config.pca_dim),
+        ]
     else:
         raise ValueError(f"unknown fine-tuning arm {arm!r}; choose one of {ARMS[1:]}")
     schedule = config.schedule
     return [
-        "--base-model", str(base_dir),
-        "--data", str(data),
-        "--image-root", str(data.parent),
-        "--output-dir", str(out_dir),
+        "--base-model",
+        str(base_dir),
+        "--data",
+        str(data),
+        "--image-root",
+        str(data.parent),
+        "--output-dir",
+        str(out_dir),
         "--overwrite",
-        "--max-steps", str(schedule.steps),
-        "--batch-size", str(schedule.batch_size),
-        "--lr", str(schedule.lr),
-        "--weight-decay", str(schedule.weight_decay),
-        "--warmup-steps", str(schedule.warmup_steps),
-        "--seed", str(schedule.seed),
-        "--num-workers", "0",
+        "--max-steps",
+        str(schedule.steps),
+        "--batch-size",
+        str(schedule.batch_size),
+        "--lr",
+        str(schedule.lr),
+        "--weight-decay",
+        str(schedule.weight_decay),
+        "--warmup-steps",
+        str(schedule.warmup_steps),
+        "--seed",
+        str(schedule.seed),
+        "--num-workers",
+        "0",
         "--cpu",
-        "--report-to", "none",
+        "--report-to",
+        "none",
         *variant,
     ]
 
@@ -126,8 +146,11 @@ def run_experiment(work_dir: str | Path, config: ExperimentConfig = ExperimentCo
     seconds["pretrain"] = time.perf_counter() - start
 
     data = write_scene_dataset(
-        work_dir / "finetune_data", config.finetune.train_scenes, config.finetune.scene_seed,
-        image_size=image_size, overwrite=True,
+        work_dir / "finetune_data",
+        config.finetune.train_scenes,
+        config.finetune.scene_seed,
+        image_size=image_size,
+        overwrite=True,
     )
     held_out = held_out_scenes(config.eval_scenes, config.eval_seed, image_size=image_size)
     metrics = {"base": evaluate_on_scenes(base_dir, held_out)}

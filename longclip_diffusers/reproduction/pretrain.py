@@ -17,9 +17,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..io.export import save_clip_model
+from ..io.image_preprocessing import ClipImageTransform
 from ..tiny import tiny_clip_model, tiny_clip_tokenizer
 from ..training.features import ContrastiveFeatures
-from ..io.image_preprocessing import ClipImageTransform
 from ..training.losses import clip_contrastive_loss
 from ..training.optimization import make_optimizer, make_scheduler
 from .scenes import iter_scenes
@@ -60,9 +60,7 @@ def build_base(config: PretrainConfig):
     return model, tokenizer
 
 
-def pretrain_base(
-    out_dir: str | Path, config: PretrainConfig = PretrainConfig(), overwrite: bool = False
-) -> Path:
+def pretrain_base(out_dir: str | Path, config: PretrainConfig = PretrainConfig(), overwrite: bool = False) -> Path:
     """Train the base on short captions of scene stream ``config.scene_seed`` and save it as a
     transformers ``CLIPModel`` directory (tokenizer at ``context_length``). Returns ``out_dir``."""
     schedule = config.schedule

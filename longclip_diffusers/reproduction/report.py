@@ -38,7 +38,11 @@ def results_markdown(result: ExperimentResult, command: str, quick: bool = False
         + f"). Held-out test set: {num_test} scenes with distinct short captions. "
         "Numbers are percentages.",
         "",
-        *(["**Quick mode: a smoke test of the pipeline; these numbers say nothing about the method.**", ""] if quick else []),
+        *(
+            ["**Quick mode: a smoke test of the pipeline; these numbers say nothing about the method.**", ""]
+            if quick
+            else []
+        ),
         "| arm | " + " | ".join(HEADERS[m] for m in METRICS) + " |",
         "|---|" + "---:|" * len(METRICS),
     ]
@@ -53,7 +57,17 @@ def results_markdown(result: ExperimentResult, command: str, quick: bool = False
             for c in claim.comparisons
         )
         lines.append(f"- {claim.name} (`{claim.arm}` vs `{claim.reference}`): **{claim.verdict}**. {detail}.")
-    lines += ["", "## Set-up", "", _setup(result), "", "```json", json.dumps(result.config_dict(), indent=2), "```", ""]
+    lines += [
+        "",
+        "## Set-up",
+        "",
+        _setup(result),
+        "",
+        "```json",
+        json.dumps(result.config_dict(), indent=2),
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -15,8 +15,8 @@ every random draw comes from a numpy generator seeded with ``[seed, index]``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw

@@ -17,8 +17,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..io.atomic import atomic_output_dir
 from ..errors import OutputExistsError
+from ..io.atomic import atomic_output_dir
 
 CHECKPOINTS = "checkpoints"
 PROGRESS_FILE = "progress.json"

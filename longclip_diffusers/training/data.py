@@ -108,7 +108,16 @@ class ShardedBatchSampler:
     ``r * B : (r + 1) * B`` of it.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, num_processes: int, rank: int, seed: int, epoch: int, start_batch: int = 0):
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        num_processes: int,
+        rank: int,
+        seed: int,
+        epoch: int,
+        start_batch: int = 0,
+    ):
         self.order = epoch_order(num_samples, seed, epoch)
         self.batch_size = batch_size
         self.global_batch = batch_size * num_processes
@@ -125,7 +134,9 @@ class ShardedBatchSampler:
             yield self.order[first : first + self.batch_size].tolist()
 
 
-def make_loader(dataset: Dataset | Sequence, sampler: Iterable[list[int]], collator: Callable[[list], object], num_workers: int) -> DataLoader:
+def make_loader(
+    dataset: Dataset | Sequence, sampler: Iterable[list[int]], collator: Callable[[list], object], num_workers: int
+) -> DataLoader:
     """A DataLoader that decodes in ``num_workers`` worker processes (0: in this process)."""
     return DataLoader(
         dataset,

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..io.atomic import atomic_write_file
 from ..errors import LongClipError
 from ..evaluation.metrics import feature_recall_at_k
+from ..io.atomic import atomic_write_file
 from ..io.image_preprocessing import ClipImageTransform
 from .checkpointing import (
     CHECKPOINTS,
@@ -180,9 +180,15 @@ def train_contrastive(
         return _validate(args, accelerator, features, data.held_out, collator, transform, step)
 
     losses, validation = run_training_steps(
-        accelerator, args, progress, scheduler, epoch_batches(dataset, collator, args, accelerator, progress),
+        accelerator,
+        args,
+        progress,
+        scheduler,
+        epoch_batches(dataset, collator, args, accelerator, progress),
         lambda batch: _train_step(args, accelerator, features, optimizer, scheduler, batch, progress),
-        data.total_steps, desc="training", validate=validate if data.held_out else None,
+        data.total_steps,
+        desc="training",
+        validate=validate if data.held_out else None,
     )
     if progress.skipped:
         accelerator.print(
@@ -248,8 +254,13 @@ def epoch_batches(dataset, collate, args: argparse.Namespace, accelerator, progr
     out, so a checkpoint taken between two batches resumes with the next one."""
     while True:
         sampler = ShardedBatchSampler(
-            len(dataset), args.batch_size, accelerator.num_processes, accelerator.process_index,
-            args.seed, progress.epoch, progress.batch_in_epoch,
+            len(dataset),
+            args.batch_size,
+            accelerator.num_processes,
+            accelerator.process_index,
+            args.seed,
+            progress.epoch,
+            progress.batch_in_epoch,
         )
         for batch in make_loader(dataset, sampler, collate, args.num_workers):
             progress.batch_in_epoch += 1
@@ -323,7 +334,9 @@ def after_step(
         save_checkpoint(accelerator, args.output_dir, progress.step)
 
 
-def run_on_main(accelerator, module: nn.Module, evaluate: Callable[[nn.Module], dict[str, float]], step: int) -> dict[str, float]:
+def run_on_main(
+    accelerator, module: nn.Module, evaluate: Callable[[nn.Module], dict[str, float]], step: int
+) -> dict[str, float]:
     """``evaluate`` on the main process only, given the unwrapped ``module`` in eval mode and
     without gradients; its metrics are logged and printed at ``step``, the module's mode is
     restored, and the other processes wait (and get no metrics)."""
@@ -342,7 +355,9 @@ def run_on_main(accelerator, module: nn.Module, evaluate: Callable[[nn.Module], 
     return metrics
 
 
-def finish_run(accelerator, result: TrainResult, export: Callable[[nn.Module, Path], object], output_dir) -> TrainResult:
+def finish_run(
+    accelerator, result: TrainResult, export: Callable[[nn.Module, Path], object], output_dir
+) -> TrainResult:
     """The end of every trainer: on the main process, the trained model in float32 and eval
     mode is written by ``export(model, folder)`` and published into ``output_dir`` with
     ``training_summary.json``; then the run ends on every process."""
@@ -414,7 +429,9 @@ def _validate(args, accelerator, features, records, collator, transform, step) -
 
     def retrieval(model: nn.Module) -> dict[str, float]:
         dataset = ImageCaptionDataset(records, args.image_root, transform)
-        sampler = [list(range(i, min(i + args.batch_size, len(dataset)))) for i in range(0, len(dataset), args.batch_size)]
+        sampler = [
+            list(range(i, min(i + args.batch_size, len(dataset)))) for i in range(0, len(dataset), args.batch_size)
+        ]
         parts: dict[str, list[torch.Tensor]] = {"image": [], "long": [], "short": []}
         for batch in make_loader(dataset, sampler, collator, args.num_workers):
             if not batch["size"]:

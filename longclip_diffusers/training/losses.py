@@ -67,9 +67,7 @@ def grouped_pca_reconstruct(
     if group_sizes is None or len(group_sizes) == 1:
         return pca_reconstruct(features, dim)
     if sum(group_sizes) != features.shape[0]:
-        raise ValueError(
-            f"PCA group sizes {list(group_sizes)} do not add up to the {features.shape[0]} rows"
-        )
+        raise ValueError(f"PCA group sizes {list(group_sizes)} do not add up to the {features.shape[0]} rows")
     return torch.cat([pca_reconstruct(chunk, dim) for chunk in features.split(list(group_sizes))])
 
 
@@ -133,9 +131,7 @@ def pcm_loss(
     ``pca_group_sizes`` is None for the PCA over the global batch, the per-process batch sizes
     for the released per-process PCA.
     """
-    long = clip_contrastive_loss(
-        image_features, long_text_features, logit_scale, label_smoothing, rows
-    )
+    long = clip_contrastive_loss(image_features, long_text_features, logit_scale, label_smoothing, rows)
     if short_weight == 0 or short_text_features is None:
         return PcmLoss(long, long, None)
     coarse = image_features if pca_dim is None else grouped_pca_reconstruct(image_features, pca_dim, pca_group_sizes)

@@ -85,7 +85,10 @@ def prepare_longclip_model(
         logger.warning(
             "the base already has %d text positions (more than CLIP's %d): not stretched again, "
             "ratio %g unused; rows < %d frozen",
-            positions, OPENAI_CONTEXT_LENGTH, ratio, keep,
+            positions,
+            OPENAI_CONTEXT_LENGTH,
+            ratio,
+            keep,
         )
     model.requires_grad_(True)
     with torch.no_grad():

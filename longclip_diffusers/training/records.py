@@ -47,7 +47,9 @@ def read_records(path: str | Path) -> list[CaptionRecord]:
         with path.open(newline="", encoding="utf-8") as handle:
             entries = list(csv.DictReader(handle))
     else:
-        raise ValueError(f"{path}: unknown caption file type {suffix!r}; use .json (ShareGPT4V or a list), .jsonl or .csv")
+        raise ValueError(
+            f"{path}: unknown caption file type {suffix!r}; use .json (ShareGPT4V or a list), .jsonl or .csv"
+        )
     return [_record(entry, path, number) for number, entry in enumerate(entries, 1)]
 
 
@@ -57,12 +59,8 @@ def _record(entry: object, path: Path, number: int) -> CaptionRecord:
     conversations = entry.get("conversations")
     if conversations is not None:
         if len(conversations) < 2 or "value" not in conversations[1]:
-            raise ValueError(
-                f"{path}, entry {number}: a ShareGPT4V entry holds its caption in conversations[1].value"
-            )
+            raise ValueError(f"{path}, entry {number}: a ShareGPT4V entry holds its caption in conversations[1].value")
         return CaptionRecord.make(entry["image"], conversations[1]["value"])
     if not entry.get("caption"):
-        raise ValueError(
-            f"{path}, entry {number}: needs a 'caption' field (or ShareGPT4V 'conversations')"
-        )
+        raise ValueError(f"{path}, entry {number}: needs a 'caption' field (or ShareGPT4V 'conversations')")
     return CaptionRecord.make(entry["image"], entry["caption"], entry.get("short_caption"))

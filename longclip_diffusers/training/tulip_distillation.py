@@ -24,6 +24,11 @@ from ..compat import text_config
 from ..conversion.model_building import build_without_init
 from ..io.export import save_clip_model, save_text_encoder
 from ..io.loading import load_clip_model, load_text_encoder, load_tokenizer
+from ..tulip.configuration import TulipConfig, tulip_text_config_from_clip
+from ..tulip.context import set_context_length
+from ..tulip.full_model import TulipModel
+from ..tulip.modeling import TulipTextModelWithProjection
+from ..tulip.rope import DEFAULT_NTK_ALPHA
 from .checkpointing import check_output_dir
 from .config import add_data_arguments, add_optimization_arguments, add_run_arguments, check_training_args
 from .data import CaptionTokens
@@ -42,11 +47,6 @@ from .loop import (
 )
 from .records import read_records
 from .text_encoding import trim_to_longest
-from ..tulip.configuration import TulipConfig, tulip_text_config_from_clip
-from ..tulip.context import set_context_length
-from ..tulip.full_model import TulipModel
-from ..tulip.modeling import TulipTextModelWithProjection
-from ..tulip.rope import DEFAULT_NTK_ALPHA
 
 #: Stage 1 cuts captions where the teacher's absolute positions end (paper section 4).
 TEACHER_CONTEXT_LENGTH = 77
@@ -134,7 +134,11 @@ def distill_tulip(args: argparse.Namespace) -> TrainResult:
     tokenizer = load_tokenizer(args.tokenizer or args.teacher, model_max_length=args.context_length)
     collate = CaptionTokens(tokenizer, args.context_length)
     pair, optimizer, scheduler, progress = prepare_run(
-        accelerator, DistillationPair(teacher, student).train(), student, args, data.total_steps,
+        accelerator,
+        DistillationPair(teacher, student).train(),
+        student,
+        args,
+        data.total_steps,
         project_name="tulip-distill",
     )
 
@@ -152,13 +156,25 @@ def distill_tulip(args: argparse.Namespace) -> TrainResult:
         return run_on_main(accelerator, pair, held_out_cosine, step)
 
     losses, validation = run_training_steps(
-        accelerator, args, progress, scheduler, epoch_batches(data.train, collate, args, accelerator, progress),
-        distillation_step, data.total_steps, desc="distilling", validate=validate if data.held_out else None,
+        accelerator,
+        args,
+        progress,
+        scheduler,
+        epoch_batches(data.train, collate, args, accelerator, progress),
+        distillation_step,
+        data.total_steps,
+        desc="distilling",
+        validate=validate if data.held_out else None,
     )
-    result = TrainResult(model=accelerator.unwrap_model(pair).student, steps=progress.step, losses=losses, validation=validation)
+    result = TrainResult(
+        model=accelerator.unwrap_model(pair).student, steps=progress.step, losses=losses, validation=validation
+    )
     tokenizer.model_max_length = args.student_length
     return finish_run(
-        accelerator, result, lambda student, folder: save_text_encoder(student, folder, tokenizer=tokenizer), args.output_dir
+        accelerator,
+        result,
+        lambda student, folder: save_text_encoder(student, folder, tokenizer=tokenizer),
+        args.output_dir,
     )
 
 
@@ -204,8 +220,14 @@ def expand_tulip(args: argparse.Namespace) -> TrainResult:
         model.gradient_checkpointing_enable()
     tokenizer = load_tokenizer(args.tokenizer or args.student, model_max_length=args.max_length)
     result = train_contrastive(
-        args, accelerator, model, tokenizer, data,
-        max_length=args.max_length, image_size=model.config.vision_config.image_size, project_name="tulip-expand",
+        args,
+        accelerator,
+        model,
+        tokenizer,
+        data,
+        max_length=args.max_length,
+        image_size=model.config.vision_config.image_size,
+        project_name="tulip-expand",
     )
     return finish_run(
         accelerator, result, lambda tulip, folder: save_clip_model(tulip, folder, tokenizer=tokenizer), args.output_dir
@@ -215,11 +237,30 @@ def expand_tulip(args: argparse.Namespace) -> TrainResult:
 def build_distill_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Stage 1's arguments; the defaults are the TULIP paper's."""
     model = parser.add_argument_group("models")
-    model.add_argument("--teacher", required=True, help="the absolute-position CLIP text tower to distil: a transformers CLIP folder or hub id (e.g. openai/clip-vit-large-patch14), or a checkpoint")
+    model.add_argument(
+        "--teacher",
+        required=True,
+        help="the absolute-position CLIP text tower to distil: a transformers CLIP folder or hub id (e.g. openai/clip-vit-large-patch14), or a checkpoint",
+    )
     model.add_argument("--tokenizer", default=None, help="tokenizer folder or hub id (default: the teacher's)")
-    model.add_argument("--context-length", type=int, default=TEACHER_CONTEXT_LENGTH, help=f"captions are cut to this many tokens for teacher and student (default {TEACHER_CONTEXT_LENGTH})")
-    model.add_argument("--student-length", type=int, default=STUDENT_CONTEXT_LENGTH, help=f"context length the exported student is set to (default {STUDENT_CONTEXT_LENGTH})")
-    model.add_argument("--hidden-act", choices=("gelu", "quick_gelu"), default="gelu", help="student activation (default gelu, as released; the OpenAI teacher runs quick_gelu)")
+    model.add_argument(
+        "--context-length",
+        type=int,
+        default=TEACHER_CONTEXT_LENGTH,
+        help=f"captions are cut to this many tokens for teacher and student (default {TEACHER_CONTEXT_LENGTH})",
+    )
+    model.add_argument(
+        "--student-length",
+        type=int,
+        default=STUDENT_CONTEXT_LENGTH,
+        help=f"context length the exported student is set to (default {STUDENT_CONTEXT_LENGTH})",
+    )
+    model.add_argument(
+        "--hidden-act",
+        choices=("gelu", "quick_gelu"),
+        default="gelu",
+        help="student activation (default gelu, as released; the OpenAI teacher runs quick_gelu)",
+    )
     add_data_arguments(parser)
     add_optimization_arguments(parser, lr=5e-4, weight_decay=0.1, warmup_steps=1000, batch_size=640)
     add_run_arguments(parser)
@@ -231,14 +272,37 @@ def build_distill_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 def build_expand_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Stage 2's arguments; the defaults are the TULIP paper's."""
     model = parser.add_argument_group("models")
-    model.add_argument("--student", required=True, help="stage 1's output folder (a TULIP text encoder with projection)")
-    model.add_argument("--base-model", required=True, help="the CLIP model whose vision tower and logit scale TULIP keeps (folder, hub id or checkpoint)")
+    model.add_argument(
+        "--student", required=True, help="stage 1's output folder (a TULIP text encoder with projection)"
+    )
+    model.add_argument(
+        "--base-model",
+        required=True,
+        help="the CLIP model whose vision tower and logit scale TULIP keeps (folder, hub id or checkpoint)",
+    )
     model.add_argument("--tokenizer", default=None, help="tokenizer folder or hub id (default: the student's)")
-    model.add_argument("--max-length", type=int, default=STUDENT_CONTEXT_LENGTH, help=f"caption tokens (default {STUDENT_CONTEXT_LENGTH})")
-    model.add_argument("--ntk-alpha", type=float, default=DEFAULT_NTK_ALPHA, help=f"NTK-aware RoPE scaling when --max-length exceeds the student's length (default {DEFAULT_NTK_ALPHA:g})")
+    model.add_argument(
+        "--max-length",
+        type=int,
+        default=STUDENT_CONTEXT_LENGTH,
+        help=f"caption tokens (default {STUDENT_CONTEXT_LENGTH})",
+    )
+    model.add_argument(
+        "--ntk-alpha",
+        type=float,
+        default=DEFAULT_NTK_ALPHA,
+        help=f"NTK-aware RoPE scaling when --max-length exceeds the student's length (default {DEFAULT_NTK_ALPHA:g})",
+    )
     model.add_argument("--freeze-vision", action="store_true", help="train the text side only")
-    model.add_argument("--short-loss-weight", type=float, default=1.0, help="weight of the (image, short caption) loss (default 1)")
-    model.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the contrastive loss (default 0, open_clip's)")
+    model.add_argument(
+        "--short-loss-weight", type=float, default=1.0, help="weight of the (image, short caption) loss (default 1)"
+    )
+    model.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=0.0,
+        help="label smoothing of the contrastive loss (default 0, open_clip's)",
+    )
     add_data_arguments(parser)
     add_optimization_arguments(parser, lr=1e-5, weight_decay=0.1, warmup_steps=1000, batch_size=1280)
     add_run_arguments(parser)
@@ -253,8 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
         "captions only) then stage 2 'expand' (contrastive fine-tuning with images at 248 tokens)."
     )
     stages = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
-    build_distill_parser(stages.add_parser("distill", help="stage 1: relative position distillation (text only; --image-root is not used)"))
-    build_expand_parser(stages.add_parser("expand", help="stage 2: relative position expansion (images + long and short captions)"))
+    build_distill_parser(
+        stages.add_parser(
+            "distill", help="stage 1: relative position distillation (text only; --image-root is not used)"
+        )
+    )
+    build_expand_parser(
+        stages.add_parser("expand", help="stage 2: relative position expansion (images + long and short captions)")
+    )
     return parser
 
 

@@ -58,8 +58,7 @@ class TulipTextConfig(PretrainedConfig):
             )
         if (ntk_alpha is None) != (ntk_original_length is None):
             raise ValueError(
-                "ntk_alpha and ntk_original_length go together: set both to NTK-scale the RoPE "
-                "base, or neither"
+                "ntk_alpha and ntk_original_length go together: set both to NTK-scale the RoPE base, or neither"
             )
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size

@@ -26,4 +26,3 @@ def drop_in_classes(current: nn.Module) -> tuple[type, ...]:
         if isinstance(current, pair):
             return pair
     return (type(current),)
-

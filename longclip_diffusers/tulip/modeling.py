@@ -209,9 +209,7 @@ class TulipTextModel(TulipPreTrainedModel):
         rotary = (cos.unsqueeze(-3), sin.unsqueeze(-3))
         mask = _attention_mask(attention_mask, length, device)
 
-        encoded = self.encoder(
-            self.embeddings(input_ids), mask, rotary, output_attentions, output_hidden_states
-        )
+        encoded = self.encoder(self.embeddings(input_ids), mask, rotary, output_attentions, output_hidden_states)
         last_hidden_state = self.final_layer_norm(encoded.last_hidden_state)
         eos_positions = (input_ids == self.config.eos_token_id).int().argmax(dim=-1)
         pooled = last_hidden_state[torch.arange(last_hidden_state.shape[0], device=device), eos_positions]

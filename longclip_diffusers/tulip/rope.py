@@ -18,9 +18,7 @@ DEFAULT_ROPE_BASE = 10000.0
 DEFAULT_NTK_ALPHA = 8.0
 
 
-def ntk_scaled_base(
-    base: float, alpha: float, new_length: int, old_length: int, head_dim: int
-) -> float:
+def ntk_scaled_base(base: float, alpha: float, new_length: int, old_length: int, head_dim: int) -> float:
     """The NTK-aware RoPE base for running a model trained at ``old_length`` tokens at
     ``new_length``: ``base * (alpha * new_length / old_length - (alpha - 1)) ** (d / (d - 2))``.
 
@@ -41,9 +39,7 @@ def ntk_scaled_base(
     return float(base * factor ** (head_dim / (head_dim - 2)))
 
 
-def rotary_angles(
-    position_ids: torch.Tensor, head_dim: int, base: float = DEFAULT_ROPE_BASE
-) -> torch.Tensor:
+def rotary_angles(position_ids: torch.Tensor, head_dim: int, base: float = DEFAULT_ROPE_BASE) -> torch.Tensor:
     """Rotation angles ``[..., positions, head_dim // 2]`` (float32) for integer ``position_ids``.
 
     float32 throughout, as in the release, so converted weights see the angles they were trained
