@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 import torch
-import transformers
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import (
@@ -24,7 +23,6 @@ from transformers import (
     CLIPTextModelWithProjection,
     PreTrainedTokenizerBase,
 )
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
 
 from ..compat import text_config, text_transformer
 from ..constants import DTYPE_NAMES
@@ -34,6 +32,7 @@ from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO
 from ..length.tokens import tokenizer_at
 from ..tulip import TulipModel, TulipTextModel, TulipTextModelWithProjection
 from .atomic import atomic_output_dir
+from .image_preprocessing import clip_image_processor
 
 #: The text encoders and full models saved here: CLIP's classes and their TULIP counterparts.
 TEXT_ENCODER_CLASSES = (CLIPTextModel, CLIPTextModelWithProjection, TulipTextModel, TulipTextModelWithProjection)
@@ -88,25 +87,6 @@ def save_clip_model(
             "use save_text_encoder for a text encoder"
         )
     return save_model(model, out_dir, tokenizer, torch_dtype, overwrite)
-
-
-def clip_image_processor(image_size: int):
-    """CLIP's image transform at ``image_size``: bicubic resize of the short side, centre crop,
-    OpenAI mean/std (REFERENCE.md section 3). Saved as ``CLIPImageProcessor``."""
-    # Without torchvision, transformers 5 answers CLIPImageProcessor with this PIL class plus a
-    # warning; asking for it directly gives the same file, quietly.
-    processor_class = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
-    return processor_class(
-        do_resize=True,
-        size={"shortest_edge": image_size},
-        resample=PILImageResampling.BICUBIC,
-        do_center_crop=True,
-        crop_size={"height": image_size, "width": image_size},
-        do_normalize=True,
-        image_mean=OPENAI_CLIP_MEAN,
-        image_std=OPENAI_CLIP_STD,
-        do_convert_rgb=True,
-    )
 
 
 def prefixed_state_dict(model: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
