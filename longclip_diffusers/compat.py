@@ -8,10 +8,22 @@ here instead of reaching for ``.text_model``.
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 from torch import nn
 
 
-def text_transformer(model: nn.Module) -> nn.Module:
+class TextTower(Protocol):
+    """The module that runs a CLIP (or TULIP) text tower: the parts of it this package reads."""
+
+    @property
+    def embeddings(self) -> nn.Module: ...
+
+    @property
+    def final_layer_norm(self) -> nn.Module: ...
+
+
+def text_transformer(model: nn.Module) -> TextTower:
     """The module that owns ``embeddings``, ``encoder`` and ``final_layer_norm`` of a CLIP text
     tower, for ``CLIPTextModel``, ``CLIPTextModelWithProjection`` and ``CLIPModel`` alike."""
     inner = getattr(model, "text_model", model)
@@ -20,7 +32,7 @@ def text_transformer(model: nn.Module) -> nn.Module:
             f"{type(model).__name__} is not a CLIP text model: expected a CLIPTextModel, "
             "CLIPTextModelWithProjection or CLIPModel"
         )
-    return inner
+    return cast(TextTower, inner)
 
 
 def text_config(model: nn.Module):

@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 from PIL import Image
@@ -42,7 +43,7 @@ class ClassificationDataset:
         return len(self.labels)
 
 
-class ArrayImages(Sequence):
+class ArrayImages(Sequence[Image.Image]):
     """A ``[N, H, W, 3]`` uint8 array seen as a sequence of PIL images, made on access."""
 
     def __init__(self, pixels: np.ndarray):
@@ -51,7 +52,15 @@ class ArrayImages(Sequence):
     def __len__(self) -> int:
         return len(self.pixels)
 
-    def __getitem__(self, index: int) -> Image.Image:
+    @overload
+    def __getitem__(self, index: int) -> Image.Image: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> ArrayImages: ...
+
+    def __getitem__(self, index: int | slice) -> Image.Image | ArrayImages:
+        if isinstance(index, slice):
+            return ArrayImages(self.pixels[index])
         return Image.fromarray(self.pixels[index])
 
 

@@ -53,9 +53,11 @@ def recall_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> di
 
 
 def recall_at_k(
-    similarity: torch.Tensor, text_to_image: torch.Tensor, ks: Sequence[int] = DEFAULT_KS
+    similarity: torch.Tensor, text_to_image: torch.Tensor | Sequence[int], ks: Sequence[int] = DEFAULT_KS
 ) -> dict[str, dict[str, float]]:
     """Recall@k in both directions from a full ``[images, texts]`` similarity matrix.
+
+    ``text_to_image[j]`` (a tensor or a list of ints) is the image index of caption ``j``.
 
     Returns ``{"image_to_text": {"R@1": ...}, "text_to_image": {...}}``.
     """
@@ -69,7 +71,7 @@ def recall_at_k(
 def feature_recall_at_k(
     image_features: torch.Tensor,
     text_features: torch.Tensor,
-    text_to_image: torch.Tensor,
+    text_to_image: torch.Tensor | Sequence[int],
     ks: Sequence[int] = DEFAULT_KS,
     chunk_size: int = 1024,
 ) -> dict[str, dict[str, float]]:
@@ -90,7 +92,7 @@ def feature_recall_at_k(
     }
 
 
-def _check_assignment(text_to_image: torch.Tensor, num_images: int, num_texts: int) -> torch.Tensor:
+def _check_assignment(text_to_image: torch.Tensor | Sequence[int], num_images: int, num_texts: int) -> torch.Tensor:
     text_to_image = torch.as_tensor(text_to_image, dtype=torch.long)
     if text_to_image.shape != (num_texts,):
         raise ValueError(
@@ -107,7 +109,7 @@ def _check_assignment(text_to_image: torch.Tensor, num_images: int, num_texts: i
 def topk_accuracy(
     image_features: torch.Tensor,
     class_features: torch.Tensor,
-    labels: torch.Tensor,
+    labels: torch.Tensor | Sequence[int],
     ks: Sequence[int] = (1, 5),
 ) -> dict[str, float]:
     """Zero-shot top-k accuracy: ``{"top1": ..., "top5": ...}``.

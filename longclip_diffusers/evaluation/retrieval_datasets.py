@@ -118,7 +118,9 @@ def load_coco(root: str | Path) -> RetrievalDataset:
     for ann in annotations["annotations"]:
         by_image.setdefault(ann["image_id"], []).append(ann["caption"].strip())
     files = {img["id"]: img["file_name"] for img in annotations["images"]}
-    images, captions, owners = [], [], []
+    images: list[Path] = []
+    captions: list[str] = []
+    owners: list[int] = []
     for image_id in sorted(files):
         texts = by_image.get(image_id, [])[:COCO_CAPTIONS_PER_IMAGE]
         if not texts:

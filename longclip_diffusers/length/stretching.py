@@ -15,6 +15,7 @@ fixed ratio.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -146,7 +147,7 @@ def _text_configs(model: nn.Module) -> list:
     inner = getattr(model, "text_model", None)
     if inner is not None and getattr(inner, "config", None) is not None:
         configs.append(inner.config)
-    unique = []
+    unique: list[Any] = []
     for config in configs:
         if all(config is not seen for seen in unique):
             unique.append(config)

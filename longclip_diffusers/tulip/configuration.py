@@ -75,12 +75,12 @@ class TulipTextConfig(PretrainedConfig):
         self.ntk_alpha = ntk_alpha
         self.ntk_original_length = ntk_original_length
         self.trained_length = trained_length
-        super().__init__(
-            pad_token_id=pad_token_id,
-            bos_token_id=bos_token_id,
-            eos_token_id=eos_token_id,
-            **kwargs,
-        )
+        super().__init__(**kwargs)
+        # set after the base __init__, which in transformers 5 takes the special ids only as
+        # loose keyword arguments (its signature does not list them)
+        self.pad_token_id = pad_token_id
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
 
     @property
     def head_dim(self) -> int:
@@ -90,7 +90,11 @@ class TulipTextConfig(PretrainedConfig):
     def rope_base(self) -> float:
         """The RoPE base the model runs with: ``rope_theta``, NTK-scaled when the model is set to
         a context longer than the one it was trained at."""
-        if self.ntk_alpha is None or self.max_position_embeddings <= self.ntk_original_length:
+        if (
+            self.ntk_alpha is None
+            or self.ntk_original_length is None
+            or self.max_position_embeddings <= self.ntk_original_length
+        ):
             return float(self.rope_theta)
         return ntk_scaled_base(
             self.rope_theta,

@@ -23,7 +23,7 @@ class TulipModel(PreTrainedModel):
     config_class = TulipConfig
     base_model_prefix = "tulip"
     main_input_name = "input_ids"
-    input_modalities = ("image", "text")
+    input_modalities = ["image", "text"]
     supports_gradient_checkpointing = True
     _no_split_modules = ["TulipEncoderLayer", "CLIPEncoderLayer"]
 

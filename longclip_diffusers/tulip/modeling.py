@@ -141,13 +141,13 @@ class TulipEncoder(nn.Module):
         output_hidden_states: bool = False,
     ) -> BaseModelOutput:
         """``hidden_states`` as CLIP's: the embeddings, then each layer's output."""
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
+        all_hidden_states: tuple[torch.Tensor, ...] | None = (hidden_states,) if output_hidden_states else None
+        all_attentions: tuple[torch.Tensor, ...] | None = () if output_attentions else None
         for layer in self.layers:
             hidden_states, weights = layer(hidden_states, attention_mask, rotary, output_attentions)
-            if output_hidden_states:
+            if all_hidden_states is not None:
                 all_hidden_states += (hidden_states,)
-            if output_attentions:
+            if all_attentions is not None:
                 all_attentions += (weights,)
         return BaseModelOutput(
             last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
@@ -165,7 +165,7 @@ class TulipPreTrainedModel(PreTrainedModel):
     base_model_prefix = "text_model"
     # transformers' get/set_input_embeddings find embeddings.token_embedding by this name
     _input_embed_layer = "token_embedding"
-    input_modalities = ("text",)
+    input_modalities = "text"
     supports_gradient_checkpointing = True
     _no_split_modules = ["TulipEncoderLayer"]
 
