@@ -8,9 +8,16 @@ here instead of reaching for ``.text_model``.
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from torch import nn
+
+from .errors import UnsupportedModelError
+
+if TYPE_CHECKING:
+    from transformers import CLIPModel, CLIPVisionConfig
+
+    from .tulip.full_model import TulipModel
 
 
 class TextTower(Protocol):
@@ -38,3 +45,21 @@ def text_transformer(model: nn.Module) -> TextTower:
 def text_config(model: nn.Module):
     """The ``CLIPTextConfig`` of a text model or of a full ``CLIPModel``."""
     return getattr(model.config, "text_config", model.config)
+
+
+def vision_config(model: CLIPModel | TulipModel) -> CLIPVisionConfig:
+    """The ``CLIPVisionConfig`` of a full ``CLIPModel`` or ``TulipModel``. (transformers annotates
+    the field with the dict or None a config may be built from; a built model holds the object.)"""
+    return cast("CLIPVisionConfig", model.config.vision_config)
+
+
+def vision_image_size(model: CLIPModel | TulipModel) -> int:
+    """The side of the square images a full model's vision tower takes (224; 336 for the 336px
+    CLIP models)."""
+    size = vision_config(model).image_size
+    if not isinstance(size, int):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has a vision tower for {size} images; CLIP's preprocessing here "
+            "makes square ones: use a CLIP vision tower with a single image_size"
+        )
+    return size

@@ -12,7 +12,24 @@ class CheckpointError(LongClipError, ValueError):
 
 
 class IncompatibleEncoderError(LongClipError, ValueError):
-    """An encoder does not fit the slot of the pipeline it was meant for."""
+    """An encoder does not fit where it is used: a pipeline slot, a tokenizer, a training stage."""
+
+
+class UnsupportedModelError(LongClipError, TypeError):
+    """A function was given a model of a class it does not take (e.g. a ``CLIPModel`` where a
+    text encoder is expected)."""
+
+
+class InvalidArgumentError(LongClipError, ValueError):
+    """An argument or option is out of range, unknown, or contradicts another one."""
+
+
+class DataFormatError(LongClipError, ValueError):
+    """A data file (captions, data-set annotations, class names) is not in the layout expected."""
+
+
+class InputNotFoundError(LongClipError, FileNotFoundError):
+    """A file or folder given as input does not exist, or does not hold what it should."""
 
 
 class OutputExistsError(LongClipError, FileExistsError):
@@ -25,3 +42,7 @@ class ModelNotAvailableError(LongClipError, OSError):
 
 class MissingDependencyError(LongClipError, ImportError):
     """An optional dependency a feature needs is not installed."""
+
+
+class TrainingDivergedError(LongClipError, FloatingPointError):
+    """The training loss stopped being a finite number."""

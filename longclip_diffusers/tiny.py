@@ -12,6 +12,7 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Literal, overload
 
 import torch
 from transformers import (
@@ -62,7 +63,8 @@ def tiny_clip_tokenizer(model_max_length: int = 77, pad_token: str = EOS_TOKEN) 
     vocab[EOS_TOKEN] = len(vocab)
     tokenizer = CLIPTokenizer(
         vocab=vocab,
-        merges=merges,
+        # tokenizers' BPE takes (left, right) pairs; transformers annotates merges as strings
+        merges=merges,  # type: ignore[arg-type]
         bos_token=BOS_TOKEN,
         eos_token=EOS_TOKEN,
         unk_token=EOS_TOKEN,
@@ -125,6 +127,22 @@ def tiny_text_config(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+
+
+@overload
+def tiny_text_encoder(with_projection: Literal[False] = False, seed: int = 0, **config_kwargs) -> CLIPTextModel: ...
+
+
+@overload
+def tiny_text_encoder(
+    with_projection: Literal[True], seed: int = 0, **config_kwargs
+) -> CLIPTextModelWithProjection: ...
+
+
+@overload
+def tiny_text_encoder(
+    with_projection: bool, seed: int = 0, **config_kwargs
+) -> CLIPTextModel | CLIPTextModelWithProjection: ...
 
 
 def tiny_text_encoder(

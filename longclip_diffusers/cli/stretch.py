@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from transformers import CLIPModel, CLIPTextModelWithProjection
 
     from ..compat import text_config
-    from ..io.export import save_model
+    from ..io.export import FullModel, TextEncoder, save_model
     from ..io.loading import load_clip_model, load_text_encoder, load_tokenizer, resolve_source, saved_model_class
     from ..length.stretching import position_table, stretch_text_encoder
 
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     cls = saved_model_class(source)
     with tqdm(total=3, desc="loading", unit="step", leave=False) as progress:
         tokenizer = load_tokenizer(args.tokenizer or source)
+        model: FullModel | TextEncoder
         if cls is CLIPModel:
             model = load_clip_model(source)
         else:

@@ -81,8 +81,7 @@ def convert_tulip_checkpoint(
     """
     if kind not in ("full", *_TEXT_CLASSES):
         raise ValueError(f"kind must be 'full', 'text' or 'text_with_projection'; got {kind!r}")
-    from_file = isinstance(source, (str, os.PathLike))
-    if from_file:
+    if isinstance(source, (str, os.PathLike)):
         state_dict = read_state_dict(source)
     else:
         state_dict = as_state_dict(source, "the state dict passed in")
@@ -114,7 +113,8 @@ def convert_tulip_checkpoint(
         model = build_without_init(TulipModel, config)
     else:
         model = build_without_init(_TEXT_CLASSES[kind], text_config)
-    assign_all_weights(model, rename_to_model_keys(model, weights, kind), copy=not from_file)
+    caller_owns_tensors = not isinstance(source, (str, os.PathLike))
+    assign_all_weights(model, rename_to_model_keys(model, weights, kind), copy=caller_owns_tensors)
     return model.eval()
 
 

@@ -37,6 +37,8 @@ from .image_preprocessing import clip_image_processor
 #: The text encoders and full models saved here: CLIP's classes and their TULIP counterparts.
 TEXT_ENCODER_CLASSES = (CLIPTextModel, CLIPTextModelWithProjection, TulipTextModel, TulipTextModelWithProjection)
 FULL_MODEL_CLASSES = (CLIPModel, TulipModel)
+TextEncoder = CLIPTextModel | CLIPTextModelWithProjection | TulipTextModel | TulipTextModelWithProjection
+FullModel = CLIPModel | TulipModel
 
 #: The ``--dtype`` / ``torch_dtype`` choices, by name.
 DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
@@ -54,7 +56,7 @@ def resolve_dtype(torch_dtype: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def save_text_encoder(
-    model: CLIPTextModel | CLIPTextModelWithProjection,
+    model: TextEncoder,
     out_dir: str | os.PathLike,
     tokenizer: PreTrainedTokenizerBase | None = None,
     torch_dtype: str | torch.dtype | None = None,
@@ -72,7 +74,7 @@ def save_text_encoder(
 
 
 def save_clip_model(
-    model: CLIPModel,
+    model: FullModel,
     out_dir: str | os.PathLike,
     tokenizer: PreTrainedTokenizerBase | None = None,
     torch_dtype: str | torch.dtype | None = None,
@@ -103,7 +105,7 @@ def prefixed_state_dict(model: torch.nn.Module, dtype: torch.dtype | None = None
 
 
 def save_model(
-    model: CLIPModel | CLIPTextModel | CLIPTextModelWithProjection,
+    model: TextEncoder | FullModel,
     out_dir: str | os.PathLike,
     tokenizer: PreTrainedTokenizerBase | None = None,
     torch_dtype: str | torch.dtype | None = None,

@@ -16,6 +16,7 @@ import os
 import re
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any, Literal, TypeVar, overload
 
 import torch
 from huggingface_hub import hf_hub_download, list_repo_files, snapshot_download
@@ -35,9 +36,10 @@ from ..constants import (
     KNOWN_CHECKPOINTS,
     KNOWN_TULIP_REPOS,
 )
+from ..conversion.model_building import ConvertKind
 from ..errors import CheckpointError, ModelNotAvailableError, OutputExistsError
 from ..tulip import TulipModel, TulipPreTrainedModel, TulipTextModel, TulipTextModelWithProjection
-from .export import export_checkpoint, resolve_dtype
+from .export import FullModel, TextEncoder, export_checkpoint, resolve_dtype
 
 #: Environment variable that overrides where converted checkpoints are kept.
 CACHE_ENV = "LONGCLIP_DIFFUSERS_CACHE"
@@ -68,7 +70,52 @@ _CLASSES_BY_MODEL_TYPE = {
     "tulip_text": TulipTextModel,
 }
 
-ClipClass = type[CLIPModel] | type[CLIPTextModel] | type[CLIPTextModelWithProjection]
+#: The classes a saved model folder loads as: CLIP's and their TULIP counterparts.
+ClipClass = (
+    type[CLIPModel]
+    | type[CLIPTextModel]
+    | type[CLIPTextModelWithProjection]
+    | type[TulipModel]
+    | type[TulipTextModel]
+    | type[TulipTextModelWithProjection]
+)
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
+
+
+@overload
+def load_text_encoder(
+    source: str | os.PathLike,
+    *,
+    with_projection: Literal[False] = False,
+    torch_dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    stretch: bool = True,
+) -> CLIPTextModel | TulipTextModel: ...
+
+
+@overload
+def load_text_encoder(
+    source: str | os.PathLike,
+    *,
+    with_projection: Literal[True],
+    torch_dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    stretch: bool = True,
+) -> CLIPTextModelWithProjection | TulipTextModelWithProjection: ...
+
+
+@overload
+def load_text_encoder(
+    source: str | os.PathLike,
+    *,
+    with_projection: bool,
+    torch_dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    stretch: bool = True,
+) -> TextEncoder: ...
 
 
 def load_text_encoder(
@@ -79,7 +126,7 @@ def load_text_encoder(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     stretch: bool = True,
-) -> CLIPTextModel | CLIPTextModelWithProjection:
+) -> TextEncoder:
     """A ready (eval-mode) ``CLIPTextModel``, or ``CLIPTextModelWithProjection`` when
     ``with_projection``, from a hub id, a checkpoint file or a transformers folder. A TULIP
     source gives the TULIP counterpart (``TulipTextModel`` / ``...WithProjection``).
@@ -90,9 +137,9 @@ def load_text_encoder(
     Raises :class:`ModelNotAvailableError` when the source is on the hub, not downloaded, and the
     hub cannot be reached.
     """
-    kind = "text_with_projection" if with_projection else "text"
+    kind: ConvertKind = "text_with_projection" if with_projection else "text"
     directory = _model_dir(source, kind, cache_dir, stretch)
-    cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    cls: type[TextEncoder] = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     if issubclass(saved_model_class(directory), (TulipModel, TulipPreTrainedModel)):
         cls = TulipTextModelWithProjection if with_projection else TulipTextModel
     return _load(cls, directory, torch_dtype, device)
@@ -105,13 +152,13 @@ def load_clip_model(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     stretch: bool = True,
-) -> CLIPModel:
+) -> FullModel:
     """A ready text + vision ``CLIPModel`` (for evaluation and training), from the same sources
     as :func:`load_text_encoder`, ``stretch`` included; a TULIP source gives the
     :class:`~longclip_diffusers.TulipModel` counterpart."""
     directory = _model_dir(source, "full", cache_dir, stretch)
     saved = saved_model_class(directory)
-    if saved not in (CLIPModel, TulipModel):
+    if not issubclass(saved, (CLIPModel, TulipModel)):
         raise CheckpointError(
             f"'{source}' holds a text encoder only, but a CLIPModel needs the vision tower too. "
             "Fix: pass the full Long-CLIP checkpoint or a CLIPModel folder, or use load_text_encoder."
@@ -187,7 +234,7 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 def converted_dir(
     checkpoint: str | os.PathLike,
-    kind: str,
+    kind: ConvertKind,
     cache_dir: str | os.PathLike | None = None,
     tulip: bool | None = None,
     stretch: bool = True,
@@ -269,7 +316,7 @@ def resolve_pipeline(id_or_dir: str | os.PathLike) -> Path:
     return Path(DiffusionPipeline.download(name))
 
 
-def _model_dir(source: str | os.PathLike, kind: str, cache_dir, stretch: bool) -> Path:
+def _model_dir(source: str | os.PathLike, kind: ConvertKind, cache_dir, stretch: bool) -> Path:
     path = resolve_source(source)
     if path.is_file() and (path.parent / "config.json").is_file() and Path(source).expanduser().exists():
         # a local transformers folder's own weights file (our export's model.safetensors): the
@@ -280,13 +327,17 @@ def _model_dir(source: str | os.PathLike, kind: str, cache_dir, stretch: bool) -
     return path
 
 
-def _load(cls: ClipClass, directory: Path, torch_dtype, device) -> torch.nn.Module:
-    kwargs = {}
+def _load(cls: type[ModelT], directory: Path, torch_dtype, device) -> ModelT:
+    kwargs: dict[str, Any] = {}
     dtype = resolve_dtype(torch_dtype)
     if dtype is not None:
         kwargs["dtype"] = dtype
     with _quiet_transformers():
-        model, info = cls.from_pretrained(directory, output_loading_info=True, **kwargs)
+        # transformers annotates from_pretrained as returning the model alone, but
+        # output_loading_info=True makes it return (model, loading info)
+        model, info = cls.from_pretrained(  # type: ignore[attr-defined]
+            directory, output_loading_info=True, **kwargs
+        )
     if info["missing_keys"]:
         missing = sorted(info["missing_keys"])
         hint = (

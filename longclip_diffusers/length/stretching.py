@@ -15,7 +15,7 @@ fixed ratio.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -23,6 +23,8 @@ from torch import nn
 from ..compat import text_transformer
 from ..constants import DEFAULT_KEEP, DEFAULT_RATIO
 from ..errors import IncompatibleEncoderError
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def stretched_length(old_length: int, keep: int = DEFAULT_KEEP, ratio: float = DEFAULT_RATIO) -> int:
@@ -97,11 +99,11 @@ def stretch_position_table(
 
 
 def stretch_text_encoder(
-    model: nn.Module,
+    model: ModuleT,
     keep: int = DEFAULT_KEEP,
     ratio: float = DEFAULT_RATIO,
     length: int | None = None,
-) -> nn.Module:
+) -> ModuleT:
     """Stretch, in place, the text positions of a ``CLIPTextModel``, ``CLIPTextModelWithProjection``
     or ``CLIPModel``: new position table, ``position_ids`` buffer and config, same dtype and device.
 

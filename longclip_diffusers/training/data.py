@@ -139,7 +139,7 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader that decodes in ``num_workers`` worker processes (0: in this process)."""
     return DataLoader(
-        dataset,
+        dataset,  # type: ignore[arg-type]  # DataLoader indexes any sequence; torch annotates only Dataset
         batch_sampler=sampler,
         collate_fn=collator,
         num_workers=num_workers,

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
-from ..compat import text_config
+from transformers import CLIPModel
+
+from ..compat import text_config, vision_image_size
+from ..errors import IncompatibleEncoderError
 from ..io.export import save_clip_model
 from ..io.loading import load_clip_model, load_tokenizer
 from .checkpointing import check_output_dir
@@ -35,6 +39,11 @@ def train_longclip(args: argparse.Namespace) -> TrainResult:
     data = plan_run_data(read_records(args.data), args, accelerator.num_processes, "training pairs")
     # unstretched: prepare_longclip_model stretches with this run's --keep/--ratio
     model = load_clip_model(args.base_model, stretch=False)
+    if not isinstance(model, CLIPModel):
+        raise IncompatibleEncoderError(
+            f"--base-model {args.base_model} is a TULIP model, whose rotary positions have no table to "
+            "stretch. Fix: fine-tune a CLIP or Long-CLIP base, or train TULIP with training/distill_tulip.py"
+        )
     prepare_longclip_model(
         model,
         keep=args.keep,
@@ -51,11 +60,11 @@ def train_longclip(args: argparse.Namespace) -> TrainResult:
         tokenizer,
         data,
         max_length=positions,
-        image_size=model.config.vision_config.image_size,
+        image_size=vision_image_size(model),
         project_name="longclip",
     )
 
-    def export(trained, folder) -> None:
+    def export(trained: CLIPModel, folder: Path) -> None:
         save_clip_model(merge_position_table(trained), folder, tokenizer=tokenizer)
 
     return finish_run(accelerator, result, export, args.output_dir)

@@ -23,9 +23,10 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import torch
 from torch import nn
@@ -55,6 +56,11 @@ from .gather import BatchShards, all_gather_ints, gather_with_grad
 from .losses import pcm_loss
 from .optimization import make_optimizer, make_scheduler
 
+if TYPE_CHECKING:
+    from transformers import CLIPModel
+
+    from ..tulip.full_model import TulipModel
+
 logger = logging.getLogger(__name__)
 
 #: The file beside a trained model that :func:`write_summary` writes.
@@ -62,20 +68,26 @@ SUMMARY_FILE = "training_summary.json"
 #: Errors a user fixes by changing an argument or a file: one line, not a traceback per process.
 USER_ERRORS = (ValueError, FileNotFoundError, LongClipError)
 
+ModelT = TypeVar("ModelT", bound=nn.Module)
+#: A model with CLIP's two towers and ``get_text_features`` / ``get_image_features``.
+DualEncoderT = TypeVar("DualEncoderT", bound="CLIPModel | TulipModel")
+ArgsT = TypeVar("ArgsT")
+BatchT = TypeVar("BatchT")
+
 
 @dataclass
-class TrainResult:
+class TrainResult(Generic[ModelT]):
     """What a run produced: the trained (unwrapped) model and its history (validation metrics
     on the main process only)."""
 
-    model: nn.Module
+    model: ModelT
     steps: int
     losses: list[float] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     validation: dict[str, float] = field(default_factory=dict)
 
 
-def write_summary(result: TrainResult, output_dir: str | Path) -> Path:
+def write_summary(result: TrainResult[Any], output_dir: str | Path) -> Path:
     """Write ``training_summary.json`` (steps, the loss of every step, skipped images, the last
     validation metrics) into ``output_dir`` atomically; returns its path."""
     summary = {
@@ -90,7 +102,7 @@ def write_summary(result: TrainResult, output_dir: str | Path) -> Path:
     return path
 
 
-def run_then_teardown(fn: Callable[[object], object], args: object) -> int:
+def run_then_teardown(fn: Callable[[ArgsT], object], args: ArgsT) -> int:
     """A training script's ``main``: ``fn(args)``, 0 when it returns. A user error
     (:data:`USER_ERRORS`) is printed once, as ``error: <message>``, by the main process, and
     gives 1. Either way the process group is torn down (gloo can abort at exit otherwise,
@@ -156,14 +168,14 @@ def plan_run_data(items: Sequence, args: argparse.Namespace, processes: int, wha
 def train_contrastive(
     args: argparse.Namespace,
     accelerator,
-    model: nn.Module,
+    model: DualEncoderT,
     tokenizer,
     data: RunData,
     *,
     max_length: int,
     image_size: int,
     project_name: str,
-) -> TrainResult:
+) -> TrainResult[DualEncoderT]:
     """Train ``model`` on the caption records of ``data`` (:func:`plan_run_data`) with the PCM
     loss; every process calls this."""
     torch.manual_seed(args.seed)
@@ -248,7 +260,13 @@ def prepare_run(
     return module, optimizer, scheduler, progress
 
 
-def epoch_batches(dataset, collate, args: argparse.Namespace, accelerator, progress: TrainingProgress) -> Iterator:
+def epoch_batches(
+    dataset: ImageCaptionDataset | Sequence,
+    collate: Callable[[list], BatchT],
+    args: argparse.Namespace,
+    accelerator,
+    progress: TrainingProgress,
+) -> Generator[BatchT, None, None]:
     """This process's batches, epoch after epoch without end, from the data position in
     ``progress`` on; ``progress.epoch`` and ``progress.batch_in_epoch`` follow what was handed
     out, so a checkpoint taken between two batches resumes with the next one."""
@@ -274,8 +292,8 @@ def run_training_steps(
     args: argparse.Namespace,
     progress: TrainingProgress,
     scheduler,
-    batches: Iterator,
-    train_step: Callable[[object], dict[str, float] | None],
+    batches: Generator[BatchT, None, None],
+    train_step: Callable[[BatchT], dict[str, float] | None],
     total_steps: int,
     *,
     desc: str,
@@ -335,7 +353,7 @@ def after_step(
 
 
 def run_on_main(
-    accelerator, module: nn.Module, evaluate: Callable[[nn.Module], dict[str, float]], step: int
+    accelerator, module: nn.Module, evaluate: Callable[[ModelT], dict[str, float]], step: int
 ) -> dict[str, float]:
     """``evaluate`` on the main process only, given the unwrapped ``module`` in eval mode and
     without gradients; its metrics are logged and printed at ``step``, the module's mode is
@@ -356,8 +374,8 @@ def run_on_main(
 
 
 def finish_run(
-    accelerator, result: TrainResult, export: Callable[[nn.Module, Path], object], output_dir
-) -> TrainResult:
+    accelerator, result: TrainResult[ModelT], export: Callable[[ModelT, Path], object], output_dir
+) -> TrainResult[ModelT]:
     """The end of every trainer: on the main process, the trained model in float32 and eval
     mode is written by ``export(model, folder)`` and published into ``output_dir`` with
     ``training_summary.json``; then the run ends on every process."""

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel, CLIPTextModelWithProjection
 
-from ..compat import text_config
+from ..compat import text_config, vision_config, vision_image_size
 from ..conversion.model_building import build_without_init
+from ..errors import IncompatibleEncoderError
 from ..io.export import save_clip_model, save_text_encoder
 from ..io.loading import load_clip_model, load_text_encoder, load_tokenizer
 from ..tulip.configuration import TulipConfig, tulip_text_config_from_clip
@@ -73,7 +74,8 @@ def student_from_teacher(
     student = TulipTextModelWithProjection(config)
     weights = {key: value for key, value in teacher.state_dict().items() if ".position_" not in key}
     student.load_state_dict(weights, strict=True)
-    return student.to(dtype=teacher.dtype, device=teacher.device)
+    # PreTrainedModel.to is wrapped with functools.wraps, which mypy reads as an unbound callable
+    return student.to(dtype=teacher.dtype, device=teacher.device)  # type: ignore[call-arg]
 
 
 def distillation_loss(teacher_features: torch.Tensor, student_features: torch.Tensor) -> torch.Tensor:
@@ -122,6 +124,11 @@ def distill_tulip(args: argparse.Namespace) -> TrainResult:
     torch.manual_seed(args.seed)
     # a plain OpenAI CLIP file stays at 77 positions: the teacher is CLIP, not a stretched CLIP
     teacher = load_text_encoder(args.teacher, with_projection=True, stretch=False)
+    if not isinstance(teacher, CLIPTextModelWithProjection):
+        raise IncompatibleEncoderError(
+            f"--teacher {args.teacher} is a TULIP encoder; stage 1 distils a CLIP teacher's absolute "
+            "positions into RoPE. Fix: pass a CLIP (or Long-CLIP) text encoder"
+        )
     if text_config(teacher).max_position_embeddings < args.context_length:
         raise ValueError(
             f"the teacher has {text_config(teacher).max_position_embeddings} positions, fewer than "
@@ -178,12 +185,13 @@ def distill_tulip(args: argparse.Namespace) -> TrainResult:
     )
 
 
-def tulip_from_clip(clip: CLIPModel, student: TulipTextModelWithProjection) -> TulipModel:
+def tulip_from_clip(clip: CLIPModel | TulipModel, student: TulipTextModelWithProjection) -> TulipModel:
     """Stage 2's starting point: the student's text tower and projection with the CLIP model's
-    vision tower, visual projection and logit scale (paper section 3.4)."""
+    vision tower, visual projection and logit scale (paper section 3.4). A ``TulipModel`` gives
+    its vision tower as well."""
     config = TulipConfig(
         text_config=student.config.to_dict(),
-        vision_config=clip.config.vision_config.to_dict(),
+        vision_config=vision_config(clip).to_dict(),
         projection_dim=student.config.projection_dim,
         logit_scale_init_value=float(clip.logit_scale.detach()),
     )
@@ -226,7 +234,7 @@ def expand_tulip(args: argparse.Namespace) -> TrainResult:
         tokenizer,
         data,
         max_length=args.max_length,
-        image_size=model.config.vision_config.image_size,
+        image_size=vision_image_size(model),
         project_name="tulip-expand",
     )
     return finish_run(
