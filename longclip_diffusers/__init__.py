@@ -17,11 +17,16 @@ __version__ = "0.2.0"
 _EXPORTS: dict[str, str] = {
     # errors
     "CheckpointError": ".errors",
+    "DataFormatError": ".errors",
     "IncompatibleEncoderError": ".errors",
+    "InputNotFoundError": ".errors",
+    "InvalidArgumentError": ".errors",
     "LongClipError": ".errors",
     "MissingDependencyError": ".errors",
     "ModelNotAvailableError": ".errors",
     "OutputExistsError": ".errors",
+    "TrainingDivergedError": ".errors",
+    "UnsupportedModelError": ".errors",
     # length: the stretching rule and fitting an encoder to N positions
     "stretch_plan": ".length.stretching",
     "stretch_position_table": ".length.stretching",
@@ -97,9 +102,12 @@ _DEPRECATED: dict[str, str] = {
 __all__ = [
     "__version__",
     "CheckpointError",
+    "DataFormatError",
     "EncoderWithTokenizer",
     "EvalModel",
     "IncompatibleEncoderError",
+    "InputNotFoundError",
+    "InvalidArgumentError",
     "LongClipError",
     "LongClipStableDiffusionPipeline",
     "LongClipStableDiffusionXLPipeline",
@@ -110,11 +118,13 @@ __all__ = [
     "PromptWord",
     "RECIPES",
     "TokenReport",
+    "TrainingDivergedError",
     "TulipConfig",
     "TulipModel",
     "TulipTextConfig",
     "TulipTextModel",
     "TulipTextModelWithProjection",
+    "UnsupportedModelError",
     "apply_long_clip",
     "atomic_output_dir",
     "atomic_write_file",
@@ -199,11 +209,16 @@ if TYPE_CHECKING:
     from .drop_in.swap_encoders import apply_long_clip, long_clip_pair
     from .errors import (
         CheckpointError,
+        DataFormatError,
         IncompatibleEncoderError,
+        InputNotFoundError,
+        InvalidArgumentError,
         LongClipError,
         MissingDependencyError,
         ModelNotAvailableError,
         OutputExistsError,
+        TrainingDivergedError,
+        UnsupportedModelError,
     )
     from .evaluation import (
         EvalModel,

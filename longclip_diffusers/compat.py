@@ -35,7 +35,7 @@ def text_transformer(model: nn.Module) -> TextTower:
     tower, for ``CLIPTextModel``, ``CLIPTextModelWithProjection`` and ``CLIPModel`` alike."""
     inner = getattr(model, "text_model", model)
     if not hasattr(inner, "embeddings") or not hasattr(inner, "final_layer_norm"):
-        raise TypeError(
+        raise UnsupportedModelError(
             f"{type(model).__name__} is not a CLIP text model: expected a CLIPTextModel, "
             "CLIPTextModelWithProjection or CLIPModel"
         )

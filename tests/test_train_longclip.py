@@ -265,6 +265,13 @@ def test_too_little_data_for_one_global_batch_fails_before_writing_anything(base
     assert not output.exists()
 
 
+def test_a_diverging_loss_ends_the_run_with_one_error_line_naming_the_fix(base_dir, data, tmp_path, capsys):
+    argv = _argv(base_dir, data, tmp_path / "out", "--lr", "1e30", "--max-steps", "5", "--report-to", "none")
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: the loss became") and "lower --lr" in err[-1]
+
+
 def test_a_tulip_base_is_refused_with_the_fix_and_leaves_no_output(base_dir, data, tmp_path, capsys):
     teacher = load_text_encoder(base_dir, with_projection=True)
     tulip = tulip_from_clip(CLIPModel.from_pretrained(base_dir), student_from_teacher(teacher))

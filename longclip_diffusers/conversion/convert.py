@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from ..errors import InvalidArgumentError
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO, stretch_position_table
 from .model_building import ConvertKind, assign_all_weights, build_without_init, rename_to_model_keys
 from .openai_keys import (
@@ -70,7 +71,7 @@ def convert_checkpoint(
     ``eos_token_id``, so it must be the tokenizer's end token.
     """
     if kind not in _MODEL_CLASSES:
-        raise ValueError(f"kind must be one of {', '.join(map(repr, _MODEL_CLASSES))}; got {kind!r}")
+        raise InvalidArgumentError(f"kind must be one of {', '.join(map(repr, _MODEL_CLASSES))}; got {kind!r}")
     if isinstance(source, (str, os.PathLike)):
         state_dict = read_state_dict(source)
     else:

@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InvalidArgumentError
 from ..tulip.configuration import TulipConfig, tulip_text_config_from_clip
 from ..tulip.full_model import TulipModel
 from ..tulip.modeling import TulipTextModel, TulipTextModelWithProjection
@@ -80,7 +80,7 @@ def convert_tulip_checkpoint(
     :func:`~longclip_diffusers.set_context_length` starts from there.
     """
     if kind not in ("full", *_TEXT_CLASSES):
-        raise ValueError(f"kind must be 'full', 'text' or 'text_with_projection'; got {kind!r}")
+        raise InvalidArgumentError(f"kind must be 'full', 'text' or 'text_with_projection'; got {kind!r}")
     if isinstance(source, (str, os.PathLike)):
         state_dict = read_state_dict(source)
     else:

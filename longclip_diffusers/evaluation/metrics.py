@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ..errors import InvalidArgumentError
+
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 
 
@@ -95,14 +97,14 @@ def feature_recall_at_k(
 def _check_assignment(text_to_image: torch.Tensor | Sequence[int], num_images: int, num_texts: int) -> torch.Tensor:
     text_to_image = torch.as_tensor(text_to_image, dtype=torch.long)
     if text_to_image.shape != (num_texts,):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"text_to_image has shape {tuple(text_to_image.shape)} but there are {num_texts} "
             "texts: give one image index per caption"
         )
     if num_texts and (text_to_image.min() < 0 or text_to_image.max() >= num_images):
-        raise ValueError(f"text_to_image holds indices outside 0..{num_images - 1}")
+        raise InvalidArgumentError(f"text_to_image holds indices outside 0..{num_images - 1}")
     if torch.bincount(text_to_image, minlength=num_images).eq(0).any():
-        raise ValueError("some images have no caption: drop them from the data set or give each a caption")
+        raise InvalidArgumentError("some images have no caption: drop them from the data set or give each a caption")
     return text_to_image
 
 

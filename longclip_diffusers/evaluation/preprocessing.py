@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from ..errors import IncompatibleEncoderError
 from ..io.image_preprocessing import ClipImageTransform, clip_image_processor_class
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
@@ -36,7 +37,7 @@ def image_transform_for(model, source: str | Path | None = None) -> ImageTransfo
         return ProcessorTransform(clip_image_processor_class().from_pretrained(source))
     vision = getattr(model.config, "vision_config", None)
     if vision is None:
-        raise ValueError(
+        raise IncompatibleEncoderError(
             f"{type(model).__name__} has no vision tower: evaluate a full CLIP model "
             "(text + vision), e.g. one written by `longclip-diffusers convert` without --text-only"
         )

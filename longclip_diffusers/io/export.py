@@ -28,6 +28,7 @@ from ..compat import text_config, text_transformer
 from ..constants import DTYPE_NAMES
 from ..conversion.convert import convert_checkpoint
 from ..conversion.model_building import ConvertKind
+from ..errors import IncompatibleEncoderError, InvalidArgumentError, UnsupportedModelError
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO
 from ..length.tokens import tokenizer_at
 from ..tulip import TulipModel, TulipTextModel, TulipTextModelWithProjection
@@ -52,7 +53,7 @@ def resolve_dtype(torch_dtype: str | torch.dtype | None) -> torch.dtype | None:
         return torch_dtype
     if isinstance(torch_dtype, str) and torch_dtype.removeprefix("torch.") in DTYPES:
         return DTYPES[torch_dtype.removeprefix("torch.")]
-    raise ValueError(f"unsupported dtype {torch_dtype!r}; use one of {', '.join(DTYPES)}")
+    raise InvalidArgumentError(f"unsupported dtype {torch_dtype!r}; use one of {', '.join(DTYPES)}")
 
 
 def save_text_encoder(
@@ -66,7 +67,7 @@ def save_text_encoder(
     ``CLIPTextModel.from_pretrained(out_dir)`` / ``CLIPTextModelWithProjection`` load it; keys
     on disk start with ``text_model.``. Returns ``out_dir``."""
     if not isinstance(model, TEXT_ENCODER_CLASSES):
-        raise TypeError(
+        raise UnsupportedModelError(
             f"save_text_encoder takes a CLIPTextModel or CLIPTextModelWithProjection (or TULIP's), got "
             f"{type(model).__name__}; use save_clip_model for a full CLIPModel"
         )
@@ -84,7 +85,7 @@ def save_clip_model(
     ``preprocessor_config.json`` for its vision tower, so ``CLIPModel.from_pretrained(out_dir)``
     and, given a tokenizer, ``CLIPProcessor.from_pretrained(out_dir)`` work. Returns ``out_dir``."""
     if not isinstance(model, FULL_MODEL_CLASSES):
-        raise TypeError(
+        raise UnsupportedModelError(
             f"save_clip_model takes a CLIPModel or TulipModel, got {type(model).__name__}; "
             "use save_text_encoder for a text encoder"
         )
@@ -113,7 +114,7 @@ def save_model(
 ) -> Path:
     """:func:`save_clip_model` or :func:`save_text_encoder`, whichever fits ``model``."""
     if not isinstance(model, FULL_MODEL_CLASSES + TEXT_ENCODER_CLASSES):
-        raise TypeError(
+        raise UnsupportedModelError(
             f"expected a CLIPModel, CLIPTextModel or CLIPTextModelWithProjection (or TULIP's), got {type(model).__name__}"
         )
     dtype = resolve_dtype(torch_dtype)
@@ -177,7 +178,7 @@ def _fitted_tokenizer(tokenizer: PreTrainedTokenizerBase, config) -> PreTrainedT
     """A copy of ``tokenizer`` whose ``model_max_length`` is the model's number of positions;
     refuses one whose ids would fall outside the model's vocabulary."""
     if len(tokenizer) > config.vocab_size:
-        raise ValueError(
+        raise IncompatibleEncoderError(
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has "
             f"{config.vocab_size}; pass the tokenizer the model was trained with (--tokenizer)"
         )

@@ -37,7 +37,13 @@ from ..constants import (
     KNOWN_TULIP_REPOS,
 )
 from ..conversion.model_building import ConvertKind
-from ..errors import CheckpointError, ModelNotAvailableError, OutputExistsError
+from ..errors import (
+    CheckpointError,
+    InputNotFoundError,
+    InvalidArgumentError,
+    ModelNotAvailableError,
+    OutputExistsError,
+)
 from ..tulip import TulipModel, TulipPreTrainedModel, TulipTextModel, TulipTextModelWithProjection
 from .export import FullModel, TextEncoder, export_checkpoint, resolve_dtype
 
@@ -182,10 +188,10 @@ def load_tokenizer(
     location = _tokenizer_location(source)
     if location is None:
         if fallback is None:
-            raise ValueError(f"no tokenizer found with '{source}'. Fix: pass a tokenizer folder or hub id.")
+            raise InvalidArgumentError(f"no tokenizer found with '{source}'. Fix: pass a tokenizer folder or hub id.")
         location = _tokenizer_location(fallback)
         if location is None:
-            raise ValueError(f"'{fallback}' holds no tokenizer. Fix: pass a tokenizer folder or hub id.")
+            raise InvalidArgumentError(f"'{fallback}' holds no tokenizer. Fix: pass a tokenizer folder or hub id.")
     with _quiet_transformers():
         tokenizer = CLIPTokenizer.from_pretrained(location)
     if model_max_length is not None:
@@ -274,7 +280,7 @@ def resolve_source(source: str | os.PathLike) -> Path:
         return path
     name = str(source)
     if isinstance(source, os.PathLike) or not _REPO_ID.match(name):
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"'{source}' does not exist. Fix: pass an existing .pt/.safetensors file, a transformers "
             f"model folder, or a hub repo id such as {next(iter(KNOWN_CHECKPOINTS))}."
         )
@@ -290,20 +296,20 @@ def resolve_pipeline(id_or_dir: str | os.PathLike) -> Path:
     """A local diffusers pipeline folder for ``id_or_dir`` (a folder ``save_pretrained`` wrote, or
     a hub repo id, downloaded or found in the hub cache), for ``DiffusionPipeline.from_pretrained``.
 
-    Raises ``FileNotFoundError`` for a missing folder or one without ``model_index.json``, and
+    Raises :class:`InputNotFoundError` for a missing folder or one without ``model_index.json``, and
     :class:`ModelNotAvailableError` when the hub is needed and unreachable, each with the fix.
     """
     path = Path(id_or_dir).expanduser()
     name = str(id_or_dir)
     if path.is_dir():
         if not (path / "model_index.json").is_file():
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"'{id_or_dir}' is not a diffusers pipeline folder (no model_index.json). Fix: pass "
                 "the folder pipe.save_pretrained() wrote, or a hub repo id such as " + DEFAULT_PIPELINE
             )
         return path
     if path.exists() or isinstance(id_or_dir, os.PathLike) or not _REPO_ID.match(name):
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"'{id_or_dir}' does not exist. Fix: pass a diffusers pipeline folder or a hub repo id "
             f"such as {DEFAULT_PIPELINE}."
         )
@@ -366,7 +372,7 @@ def _tokenizer_location(source: str | os.PathLike) -> str | None:
         return None
     name = str(source)
     if not _REPO_ID.match(name):
-        raise FileNotFoundError(f"no tokenizer folder at '{source}'. Fix: check the path.")
+        raise InputNotFoundError(f"no tokenizer folder at '{source}'. Fix: check the path.")
     snapshot = _download(name, patterns=_TOKENIZER_FILE_PATTERNS, use_as="as the tokenizer (--tokenizer DIR)")
     return str(snapshot) if _has_tokenizer_files(snapshot) else None
 

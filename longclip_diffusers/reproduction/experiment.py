@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..errors import InvalidArgumentError
 from ..training.longclip import parse_longclip_args, train_longclip
 from .evaluate import evaluate_on_scenes
 from .pretrain import PretrainConfig, pretrain_base
@@ -101,7 +102,7 @@ def finetune_arguments(arm: str, base_dir: Path, data: Path, out_dir: Path, conf
             str(config.pca_dim),
         ]
     else:
-        raise ValueError(f"unknown fine-tuning arm {arm!r}; choose one of {ARMS[1:]}")
+        raise InvalidArgumentError(f"unknown fine-tuning arm {arm!r}; choose one of {ARMS[1:]}")
     schedule = config.schedule
     return [
         "--base-model",

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..errors import InvalidArgumentError
+
 #: Colour words (all single tokens of the tiny vocabulary) and the RGB they are drawn in.
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -93,7 +95,7 @@ class Scene:
 def layout_scene(index: int, seed: int = 0) -> tuple[SceneObject, ...]:
     """Draw the objects of scene ``index`` of stream ``seed``, largest first."""
     if index < 0 or seed < 0:
-        raise ValueError(f"index and seed must be non-negative integers; got index={index}, seed={seed}")
+        raise InvalidArgumentError(f"index and seed must be non-negative integers; got index={index}, seed={seed}")
     rng = np.random.default_rng([seed, index])
     count = int(rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1))
     sizes = np.sort(rng.choice(len(SIZES), count, replace=False))

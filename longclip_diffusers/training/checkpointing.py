@@ -17,7 +17,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import OutputExistsError
+from ..errors import InputNotFoundError, OutputExistsError
 from ..io.atomic import atomic_output_dir
 
 CHECKPOINTS = "checkpoints"
@@ -85,7 +85,7 @@ def resolve_resume(resume_from: str | None, output_dir: str | os.PathLike) -> Pa
         return latest_checkpoint(output_dir)
     path = Path(resume_from)
     if not (path / PROGRESS_FILE).is_file():
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"{path} is not a training checkpoint (no {PROGRESS_FILE}); pass a folder "
             f"under OUTPUT_DIR/{CHECKPOINTS}/ or --resume-from latest"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InvalidArgumentError
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO
 from .losses import DEFAULT_LABEL_SMOOTHING, DEFAULT_PCA_DIM, DEFAULT_SHORT_LOSS_WEIGHT
 
@@ -182,7 +183,7 @@ def check_training_args(args: argparse.Namespace) -> argparse.Namespace:
     for name, flag in positive.items():
         value = getattr(args, name, None)
         if value is not None and value <= 0:
-            raise ValueError(f"{flag} must be positive; got {value}")
+            raise InvalidArgumentError(f"{flag} must be positive; got {value}")
     not_negative = {
         "weight_decay": "--weight-decay",
         "warmup_steps": "--warmup-steps",
@@ -194,15 +195,15 @@ def check_training_args(args: argparse.Namespace) -> argparse.Namespace:
     }
     for name, flag in not_negative.items():
         if getattr(args, name, 0) < 0:
-            raise ValueError(f"{flag} must be 0 or more; got {getattr(args, name)}")
+            raise InvalidArgumentError(f"{flag} must be 0 or more; got {getattr(args, name)}")
     if not 0 <= getattr(args, "label_smoothing", 0) < 1:
-        raise ValueError(f"--label-smoothing must be in [0, 1); got {args.label_smoothing}")
+        raise InvalidArgumentError(f"--label-smoothing must be in [0, 1); got {args.label_smoothing}")
     if args.max_steps is not None and args.max_steps <= 0:
-        raise ValueError(f"--max-steps must be positive; got {args.max_steps}")
+        raise InvalidArgumentError(f"--max-steps must be positive; got {args.max_steps}")
     if args.epochs is not None and args.epochs <= 0:
-        raise ValueError(f"--epochs must be positive; got {args.epochs}")
+        raise InvalidArgumentError(f"--epochs must be positive; got {args.epochs}")
     if args.max_steps is None and args.epochs is None:
         args.epochs = 1
     if args.log_every <= 0:
-        raise ValueError(f"--log-every must be positive; got {args.log_every}")
+        raise InvalidArgumentError(f"--log-every must be positive; got {args.log_every}")
     return args

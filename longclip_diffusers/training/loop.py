@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import LongClipError
+from ..errors import InvalidArgumentError, LongClipError, TrainingDivergedError
 from ..evaluation.metrics import feature_recall_at_k
 from ..io.atomic import atomic_write_file
 from ..io.image_preprocessing import ClipImageTransform
@@ -159,7 +159,7 @@ class RunData:
 
 
 def plan_run_data(items: Sequence, args: argparse.Namespace, processes: int, what: str) -> RunData:
-    """Hold out the first ``--validation-size`` items, train on the rest; raises ValueError
+    """Hold out the first ``--validation-size`` items, train on the rest; raises InvalidArgumentError
     when they make no full global batch (see :func:`total_training_steps`)."""
     held_out, train = list(items[: args.validation_size]), list(items[args.validation_size :])
     return RunData(train, held_out, total_training_steps(len(train), args, processes, what))
@@ -221,7 +221,7 @@ def total_training_steps(num_samples: int, args: argparse.Namespace, processes: 
     """``--max-steps``, or ``--epochs`` times the full global batches in the data."""
     per_epoch = batches_per_epoch(num_samples, args.batch_size * processes)
     if per_epoch == 0:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{num_samples} {what} make no full global batch of {args.batch_size} x "
             f"{processes} processes; lower --batch-size or add data"
         )
@@ -308,7 +308,8 @@ def run_training_steps(
     the last validation metrics."""
     validation: dict[str, float] = {}
     bar = tqdm(total=total_steps, initial=progress.step, desc=desc, disable=not accelerator.is_local_main_process)
-    with contextlib.closing(batches):
+    # the bar is closed on an error too, so the one-line error message starts a line of its own
+    with bar, contextlib.closing(batches):
         while progress.step < total_steps:
             values = train_step(next(batches))
             if values is None:
@@ -317,7 +318,6 @@ def run_training_steps(
             after_step(accelerator, args, progress, scheduler, bar, values, total_steps)
             if validate is not None and args.validate_every and progress.step % args.validate_every == 0:
                 validation = validate(progress.step)
-    bar.close()
     if validate is not None and not (args.validate_every and progress.step % args.validate_every == 0):
         validation = validate(progress.step)
     return list(progress.losses), validation
@@ -425,7 +425,7 @@ def _train_step(args, accelerator, features, optimizer, scheduler, batch, progre
     means = (accelerator.reduce(weighted, reduction="sum") / shards.total).tolist()
     values = dict(zip(parts, means))
     if not math.isfinite(values["train/loss"]):
-        raise FloatingPointError(
+        raise TrainingDivergedError(
             f"the loss became {values['train/loss']} at step {progress.step}; lower --lr or use "
             "--mixed-precision bf16 instead of fp16"
         )

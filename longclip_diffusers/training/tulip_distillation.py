@@ -22,7 +22,7 @@ from transformers import CLIPModel, CLIPTextModelWithProjection
 
 from ..compat import text_config, vision_config, vision_image_size
 from ..conversion.model_building import build_without_init
-from ..errors import IncompatibleEncoderError
+from ..errors import IncompatibleEncoderError, InvalidArgumentError
 from ..io.export import save_clip_model, save_text_encoder
 from ..io.loading import load_clip_model, load_text_encoder, load_tokenizer
 from ..tulip.configuration import TulipConfig, tulip_text_config_from_clip
@@ -130,7 +130,7 @@ def distill_tulip(args: argparse.Namespace) -> TrainResult:
             "positions into RoPE. Fix: pass a CLIP (or Long-CLIP) text encoder"
         )
     if text_config(teacher).max_position_embeddings < args.context_length:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"the teacher has {text_config(teacher).max_position_embeddings} positions, fewer than "
             f"--context-length {args.context_length}; lower --context-length"
         )
@@ -196,7 +196,7 @@ def tulip_from_clip(clip: CLIPModel | TulipModel, student: TulipTextModelWithPro
         logit_scale_init_value=float(clip.logit_scale.detach()),
     )
     if clip.config.projection_dim != student.config.projection_dim:
-        raise ValueError(
+        raise IncompatibleEncoderError(
             f"the student projects to {student.config.projection_dim} features, the CLIP model's "
             f"images to {clip.config.projection_dim}; distil from the text tower of this CLIP model"
         )
@@ -217,7 +217,9 @@ def expand_tulip(args: argparse.Namespace) -> TrainResult:
     data = plan_run_data(read_records(args.data), args, accelerator.num_processes, "training pairs")
     student = load_text_encoder(args.student, with_projection=True)
     if not isinstance(student, TulipTextModelWithProjection):
-        raise ValueError(f"--student {args.student} is not a TULIP text encoder; pass stage 1's output folder")
+        raise IncompatibleEncoderError(
+            f"--student {args.student} is not a TULIP text encoder; pass stage 1's output folder"
+        )
     if args.max_length > student.config.max_position_embeddings:
         set_context_length(student, args.max_length, ntk_alpha=args.ntk_alpha)
     model = tulip_from_clip(load_clip_model(args.base_model), student).train()

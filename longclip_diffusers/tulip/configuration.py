@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from transformers import CLIPTextConfig, CLIPVisionConfig, PretrainedConfig
 
+from ..errors import InvalidArgumentError
 from .rope import DEFAULT_ROPE_BASE, ntk_scaled_base
 
 
@@ -47,17 +48,17 @@ class TulipTextConfig(PretrainedConfig):
         **kwargs,
     ):
         if hidden_size % num_attention_heads:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"hidden_size ({hidden_size}) is not a multiple of num_attention_heads "
                 f"({num_attention_heads}); pick a head count that divides the width"
             )
         if (hidden_size // num_attention_heads) % 2:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"RoPE needs an even head size; hidden_size {hidden_size} / "
                 f"{num_attention_heads} heads gives {hidden_size // num_attention_heads}"
             )
         if (ntk_alpha is None) != (ntk_original_length is None):
-            raise ValueError(
+            raise InvalidArgumentError(
                 "ntk_alpha and ntk_original_length go together: set both to NTK-scale the RoPE base, or neither"
             )
         self.vocab_size = vocab_size

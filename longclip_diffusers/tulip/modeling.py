@@ -21,6 +21,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.models.clip.modeling_clip import CLIPTextModelOutput
 
+from ..errors import InvalidArgumentError
 from .configuration import TulipTextConfig
 from .rope import apply_rotary, rotary_tables
 
@@ -192,7 +193,7 @@ class TulipTextModel(TulipPreTrainedModel):
         """Same arguments and outputs as ``CLIPTextModel.forward``; ``input_ids`` may be of any
         length. ``position_ids`` (default ``0 .. L-1``) set the rotation of each token."""
         if input_ids is None:
-            raise ValueError("You have to specify input_ids")
+            raise InvalidArgumentError("You have to specify input_ids")
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states

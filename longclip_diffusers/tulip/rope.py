@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InvalidArgumentError
+
 #: RoPE base of the TULIP release and of RoFormer (REFERENCE.md section 4).
 DEFAULT_ROPE_BASE = 10000.0
 #: NTK scaling hyper-parameter of the TULIP paper's expansion stage (section 4, "alpha = 8").
@@ -27,14 +29,14 @@ def ntk_scaled_base(base: float, alpha: float, new_length: int, old_length: int,
     are refused.
     """
     if head_dim <= 2 or head_dim % 2:
-        raise ValueError(f"head_dim must be an even number above 2; got {head_dim}")
+        raise InvalidArgumentError(f"head_dim must be an even number above 2; got {head_dim}")
     if old_length < 1 or new_length < old_length:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"NTK scaling extends a context: new_length ({new_length}) must be at least "
             f"old_length ({old_length}), both positive"
         )
     if alpha < 1:
-        raise ValueError(f"the NTK alpha must be at least 1; got {alpha}")
+        raise InvalidArgumentError(f"the NTK alpha must be at least 1; got {alpha}")
     factor = alpha * new_length / old_length - (alpha - 1)
     return float(base * factor ** (head_dim / (head_dim - 2)))
 
@@ -46,7 +48,7 @@ def rotary_angles(position_ids: torch.Tensor, head_dim: int, base: float = DEFAU
     with.
     """
     if head_dim % 2:
-        raise ValueError(f"RoPE rotates pairs of features, so head_dim must be even; got {head_dim}")
+        raise InvalidArgumentError(f"RoPE rotates pairs of features, so head_dim must be even; got {head_dim}")
     exponents = torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32) / head_dim
     inverse_frequencies = 1.0 / (base**exponents)
     return position_ids.to(torch.float32).unsqueeze(-1) * inverse_frequencies
