@@ -32,10 +32,10 @@ CASES = {
 }
 
 
-def _run_once(command: list[str]) -> tuple[float, float]:
+def _run_once(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=cwd)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -45,12 +45,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="fresh interpreters per case (default: %(default)s)")
     parser.add_argument("--json", type=Path, required=True, metavar="FILE", help="where to write the results")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="DIR",
+        help="a source checkout of an earlier version (e.g. `git worktree add /tmp/v0.1 COMMIT`): "
+        "its --help is timed too, run from DIR",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    cases: dict[str, tuple[list[str], dict[str, str] | None, Path | None]] = {
+        name: (command, None, None) for name, command in CASES.items()
+    }
+    if args.before is not None:
+        before = args.before.resolve()
+        env = {**os.environ, "PYTHONPATH": str(before)}
+        cases[f"longclip-diffusers --help of {args.before}"] = (CASES["longclip-diffusers --help"], env, before)
     results = {}
-    for name, command in CASES.items():
-        runs = [_run_once(command) for _ in range(args.runs)]
+    for name, (command, env, cwd) in cases.items():
+        runs = [_run_once(command, env, cwd) for _ in range(args.runs)]
         results[name] = {
             "median_wall_seconds": statistics.median(wall for wall, _ in runs),
             "median_cpu_seconds": statistics.median(cpu for _, cpu in runs),
