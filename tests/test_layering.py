@@ -419,4 +419,4 @@ def test_help_loads_neither_torch_nor_transformers_nor_diffusers(command):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["code"] == 0, result.stderr
     heavy = [name for name in HEAVY_MODULES if name in report["loaded"]]
-    assert heavy == [], f"`longclip-diffusers {' '.join(command)} --help` imported {heavy}"
+    assert heavy == [], f"`{' '.join(['longclip-diffusers', *command, '--help'])}` imported {heavy}"
