@@ -337,7 +337,7 @@ def tiny_openai_state_dict(
     with_vision: bool = True,
     device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
-    """Random weights in the OpenAI CLIP / Long-CLIP checkpoint layout (REFERENCE.md section 1).
+    """Random weights in the OpenAI CLIP / Long-CLIP checkpoint layout (docs/checkpoint-format.md).
 
     ``context=248`` with ``two_position_tables`` is a Long-CLIP file, ``context=77`` with one table
     a plain OpenAI CLIP file. ``vocab_size`` defaults to :func:`tiny_clip_tokenizer`'s, whose EOS
@@ -390,7 +390,7 @@ def _random_weight(key: str, shape: tuple[int, ...], generator: torch.Generator,
 
 def tiny_tulip_state_dict(width: int = 64, layers: int = 2, embed_dim: int = 32, seed: int = 0, **kwargs):
     """Random weights in TULIP's open_clip text layout: :func:`tiny_openai_state_dict`'s text
-    tower without its position table (REFERENCE.md section 4). Other keyword arguments go to
+    tower without its position table (docs/tulip.md). Other keyword arguments go to
     :func:`tiny_openai_state_dict` (``with_vision`` defaults to False here)."""
     kwargs.setdefault("with_vision", False)
     state_dict = tiny_openai_state_dict(

@@ -1,5 +1,5 @@
 """Evaluation of CLIP-like models: retrieval recall, zero-shot accuracy, the effective-length
-curve (REFERENCE.md section 5). Maths in :mod:`.metrics`, data layouts in the ``*_datasets``
+curve (docs/evaluation.md). Maths in :mod:`.metrics`, data layouts in the ``*_datasets``
 modules, feature extraction in :mod:`.encoding`."""
 
 from .classification_datasets import (

@@ -2,7 +2,7 @@
 
 transformers 5 writes a flat ``CLIPTextModel`` without the ``text_model.`` key prefix, while
 transformers 4.x, ComfyUI and single-file loaders expect ``text_model.embeddings...``
-(REFERENCE.md section 6); transformers 5 reads both. So the weights are written here, always with
+(docs/sdxl-recipes.md); transformers 5 reads both. So the weights are written here, always with
 the ``text_model.`` / ``vision_model.`` prefixes, as one ``model.safetensors`` beside the usual
 ``config.json``. A tokenizer is saved at the model's length with its special ids copied into the
 config; a full model also gets the image-processor config of its vision tower.
@@ -92,7 +92,7 @@ def save_clip_model(
 
 def clip_image_processor(image_size: int):
     """CLIP's image transform at ``image_size``: bicubic resize of the short side, centre crop,
-    OpenAI mean/std (REFERENCE.md section 3). Saved as ``CLIPImageProcessor``."""
+    OpenAI mean/std (docs/checkpoint-format.md). Saved as ``CLIPImageProcessor``."""
     # Without torchvision, transformers 5 answers CLIPImageProcessor with this PIL class plus a
     # warning; asking for it directly gives the same file, quietly.
     processor_class = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
