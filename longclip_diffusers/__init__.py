@@ -22,6 +22,8 @@ _EXPORTS: dict[str, str] = {
     "MissingDependencyError": ".errors",
     "ModelNotAvailableError": ".errors",
     "OutputExistsError": ".errors",
+    "TextTooLongError": ".errors",
+    "UnsupportedOptionError": ".errors",
     # length: the stretching rule and fitting an encoder to N positions
     "stretch_plan": ".length.stretching",
     "stretch_position_table": ".length.stretching",
@@ -109,12 +111,14 @@ __all__ = [
     "PcmLoss",
     "PromptWord",
     "RECIPES",
+    "TextTooLongError",
     "TokenReport",
     "TulipConfig",
     "TulipModel",
     "TulipTextConfig",
     "TulipTextModel",
     "TulipTextModelWithProjection",
+    "UnsupportedOptionError",
     "apply_long_clip",
     "atomic_output_dir",
     "atomic_write_file",
@@ -204,6 +208,8 @@ if TYPE_CHECKING:
         MissingDependencyError,
         ModelNotAvailableError,
         OutputExistsError,
+        TextTooLongError,
+        UnsupportedOptionError,
     )
     from .evaluation import (
         EvalModel,

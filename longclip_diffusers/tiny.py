@@ -46,10 +46,15 @@ TINY_WORDS = (
 ).split()
 
 
-def tiny_clip_tokenizer(model_max_length: int = 77, pad_token: str = EOS_TOKEN) -> CLIPTokenizer:
+def tiny_clip_tokenizer(
+    model_max_length: int = 77, pad_token: str = EOS_TOKEN, vocab_size: int | None = None
+) -> CLIPTokenizer:
     """A CLIP BPE tokenizer over the byte alphabet plus :data:`TINY_WORDS` as whole tokens.
 
-    As in OpenAI's vocabulary, the start and end tokens take the two largest ids.
+    As in OpenAI's vocabulary, the start and end tokens take the two largest ids. ``vocab_size``
+    (e.g. CLIP's 49408) pads the vocabulary with tokens no text produces, so that those ids are
+    CLIP's own (49406, 49407): what a released checkpoint file, which carries no tokenizer, is
+    converted with.
     """
     alphabet = list(bytes_to_unicode().values())
     vocab: dict[str, int] = {}
@@ -58,6 +63,8 @@ def tiny_clip_tokenizer(model_max_length: int = 77, pad_token: str = EOS_TOKEN) 
     merges = _train_word_merges()
     for left, right in merges:
         vocab.setdefault(left + right, len(vocab))
+    for index in range(len(vocab), (vocab_size or 0) - 2):
+        vocab[f"<|unused{index}|>"] = index
     vocab[BOS_TOKEN] = len(vocab)
     vocab[EOS_TOKEN] = len(vocab)
     tokenizer = CLIPTokenizer(
