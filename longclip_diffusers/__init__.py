@@ -17,6 +17,7 @@ __version__ = "0.2.0"
 _EXPORTS: dict[str, str] = {
     # errors
     "CheckpointError": ".errors",
+    "DataFormatError": ".errors",
     "IncompatibleEncoderError": ".errors",
     "LongClipError": ".errors",
     "MissingDependencyError": ".errors",
@@ -99,6 +100,7 @@ _DEPRECATED: dict[str, str] = {
 __all__ = [
     "__version__",
     "CheckpointError",
+    "DataFormatError",
     "EncoderWithTokenizer",
     "EvalModel",
     "IncompatibleEncoderError",
@@ -203,6 +205,7 @@ if TYPE_CHECKING:
     from .drop_in.swap_encoders import apply_long_clip, long_clip_pair
     from .errors import (
         CheckpointError,
+        DataFormatError,
         IncompatibleEncoderError,
         LongClipError,
         MissingDependencyError,

@@ -34,3 +34,7 @@ class TextTooLongError(LongClipError, RuntimeError):
 
 class UnsupportedOptionError(LongClipError, ValueError):
     """An option of a released API that this port does not provide."""
+
+
+class DataFormatError(LongClipError, ValueError):
+    """A data file (a prompt list, a caption file) is not in the layout it should be in."""
