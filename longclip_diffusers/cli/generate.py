@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.contact_sheet import side_by_side
     from ..length.tokens import token_report
 
-    stock, long_clip = _load(args)
+    stock, long_clip = load_stock_and_long_clip(args)
     tokenizer = getattr(stock, detect_slots(stock).tokenizer_slots[0])
     print(token_report(args.prompt, tokenizer).summary())
 
@@ -72,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace):
-    """The stock pipeline and the Long-CLIP source: tiny random ones, or the named ones."""
+def load_stock_and_long_clip(args: argparse.Namespace):
+    """The stock pipeline and the Long-CLIP source of ``args`` (``--tiny-random``, ``--pipeline``,
+    ``--long-clip``, ``--device``): tiny random ones, or the named ones."""
     if args.tiny_random:
         from .. import tiny
 
