@@ -15,7 +15,7 @@ from ..constants import (
     GENERATION_PIPELINES,
     RETRIEVAL_DATASETS,
 )
-from .options import add_model_sources, add_tiny_random
+from .options import add_model_sources, add_sampling_options, add_tiny_random
 
 
 def register(subparsers) -> None:
@@ -224,12 +224,7 @@ def _add_generation(tasks) -> None:
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2, 3], metavar="SEED", help="(default: %(default)s)"
     )
-    parser.add_argument("--steps", type=int, default=30, help="denoising steps (default: %(default)s)")
-    parser.add_argument(
-        "--guidance", type=float, default=None, help="guidance scale (default: the pipeline's, 7.5 or 5.0)"
-    )
-    parser.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
-    parser.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
+    add_sampling_options(parser)
     parser.add_argument("--negative-prompt", default="", help="encoded by every pipeline (default: empty)")
     parser.add_argument(
         "--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples (default: %(default)s)"

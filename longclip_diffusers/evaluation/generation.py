@@ -79,8 +79,9 @@ class GeneratedImage:
 
 
 def generate_image(pipe, prompt_inputs: Mapping, seed: int, settings: GenerationSettings) -> Image.Image:
-    """One image from ``pipe`` with ``prompt_inputs`` (``prompt=`` or embeddings), seeded on the
-    CPU so every device starts from the same noise."""
+    """One image from ``pipe`` with ``prompt_inputs`` (``prompt=`` / ``negative_prompt=``, or
+    embeddings) and ``settings``' steps, guidance and size (the negative prompt is the caller's),
+    seeded on the CPU so every device starts from the same noise."""
     options = {} if settings.guidance is None else {"guidance_scale": settings.guidance}
     generator = torch.Generator("cpu").manual_seed(seed)
     return pipe(
