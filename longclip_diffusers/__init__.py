@@ -17,11 +17,14 @@ __version__ = "0.2.0"
 _EXPORTS: dict[str, str] = {
     # errors
     "CheckpointError": ".errors",
+    "DataFormatError": ".errors",
     "IncompatibleEncoderError": ".errors",
     "LongClipError": ".errors",
     "MissingDependencyError": ".errors",
     "ModelNotAvailableError": ".errors",
     "OutputExistsError": ".errors",
+    "TextTooLongError": ".errors",
+    "UnsupportedOptionError": ".errors",
     # length: the stretching rule and fitting an encoder to N positions
     "stretch_plan": ".length.stretching",
     "stretch_position_table": ".length.stretching",
@@ -97,6 +100,7 @@ _DEPRECATED: dict[str, str] = {
 __all__ = [
     "__version__",
     "CheckpointError",
+    "DataFormatError",
     "EncoderWithTokenizer",
     "EvalModel",
     "IncompatibleEncoderError",
@@ -109,12 +113,14 @@ __all__ = [
     "PcmLoss",
     "PromptWord",
     "RECIPES",
+    "TextTooLongError",
     "TokenReport",
     "TulipConfig",
     "TulipModel",
     "TulipTextConfig",
     "TulipTextModel",
     "TulipTextModelWithProjection",
+    "UnsupportedOptionError",
     "apply_long_clip",
     "atomic_output_dir",
     "atomic_write_file",
@@ -199,11 +205,14 @@ if TYPE_CHECKING:
     from .drop_in.swap_encoders import apply_long_clip, long_clip_pair
     from .errors import (
         CheckpointError,
+        DataFormatError,
         IncompatibleEncoderError,
         LongClipError,
         MissingDependencyError,
         ModelNotAvailableError,
         OutputExistsError,
+        TextTooLongError,
+        UnsupportedOptionError,
     )
     from .evaluation import (
         EvalModel,

@@ -25,3 +25,16 @@ class ModelNotAvailableError(LongClipError, OSError):
 
 class MissingDependencyError(LongClipError, ImportError):
     """An optional dependency a feature needs is not installed."""
+
+
+class TextTooLongError(LongClipError, RuntimeError):
+    """A text has more tokens than the model reads and truncation was not asked for (a
+    ``RuntimeError``, as the released ``longclip.tokenize`` raises)."""
+
+
+class UnsupportedOptionError(LongClipError, ValueError):
+    """An option of a released API that this port does not provide."""
+
+
+class DataFormatError(LongClipError, ValueError):
+    """A data file (a prompt list, a caption file) is not in the layout it should be in."""
