@@ -5,7 +5,7 @@ Random weights at the real shapes (no download): SDXL's CLIP-L text encoder (768
 MLP 5120, 695M parameters), both with 248 positions (a pass over 77 tokens costs the same as in a
 77-position model: the table size does not enter the compute). One SDXL prompt encoding is both
 encoders' penultimate hidden states concatenated (768 + 1280 = 2048) plus bigG's pooled
-projection (REFERENCE.md section 6), with diffusers' standard read-out from
+projection (docs/sdxl-recipes.md), with diffusers' standard read-out from
 ``longclip_diffusers.drop_in.layer_recipes``. Three ways to encode a prompt of 246 content tokens:
 
   (a) stock: cut to 77 tokens (75 content + start/end), everything after is lost;

@@ -25,8 +25,10 @@ _EXPORTS: dict[str, str] = {
     "MissingDependencyError": ".errors",
     "ModelNotAvailableError": ".errors",
     "OutputExistsError": ".errors",
+    "TextTooLongError": ".errors",
     "TrainingDivergedError": ".errors",
     "UnsupportedModelError": ".errors",
+    "UnsupportedOptionError": ".errors",
     # length: the stretching rule and fitting an encoder to N positions
     "stretch_plan": ".length.stretching",
     "stretch_position_table": ".length.stretching",
@@ -117,6 +119,7 @@ __all__ = [
     "PcmLoss",
     "PromptWord",
     "RECIPES",
+    "TextTooLongError",
     "TokenReport",
     "TrainingDivergedError",
     "TulipConfig",
@@ -125,6 +128,7 @@ __all__ = [
     "TulipTextModel",
     "TulipTextModelWithProjection",
     "UnsupportedModelError",
+    "UnsupportedOptionError",
     "apply_long_clip",
     "atomic_output_dir",
     "atomic_write_file",
@@ -217,8 +221,10 @@ if TYPE_CHECKING:
         MissingDependencyError,
         ModelNotAvailableError,
         OutputExistsError,
+        TextTooLongError,
         TrainingDivergedError,
         UnsupportedModelError,
+        UnsupportedOptionError,
     )
     from .evaluation import (
         EvalModel,

@@ -2,7 +2,7 @@
 
 transformers >= 5.6 made ``CLIPTextModel`` flat (``embeddings``, ``encoder``,
 ``final_layer_norm`` on the model itself) while ``CLIPTextModelWithProjection`` and ``CLIPModel``
-still hold a ``text_model`` (REFERENCE.md section 6). Code that needs the text transformer asks
+still hold a ``text_model`` (docs/sdxl-recipes.md). Code that needs the text transformer asks
 here instead of reaching for ``.text_model``.
 """
 

@@ -25,7 +25,8 @@ class InvalidArgumentError(LongClipError, ValueError):
 
 
 class DataFormatError(LongClipError, ValueError):
-    """A data file (captions, data-set annotations, class names) is not in the layout expected."""
+    """A data file (captions, a prompt list, data-set annotations, class names) is not in the
+    layout it should be in."""
 
 
 class InputNotFoundError(LongClipError, FileNotFoundError):
@@ -46,3 +47,12 @@ class MissingDependencyError(LongClipError, ImportError):
 
 class TrainingDivergedError(LongClipError, FloatingPointError):
     """The training loss stopped being a finite number."""
+
+
+class TextTooLongError(LongClipError, RuntimeError):
+    """A text has more tokens than the model reads and truncation was not asked for (a
+    ``RuntimeError``, as the released ``longclip.tokenize`` raises)."""
+
+
+class UnsupportedOptionError(LongClipError, ValueError):
+    """An option of a released API that this port does not provide."""

@@ -108,6 +108,8 @@ def test_the_check_accepts_re_raises_and_longclip_errors(source):
         (errors.ModelNotAvailableError, OSError),
         (errors.MissingDependencyError, ImportError),
         (errors.TrainingDivergedError, FloatingPointError),
+        (errors.TextTooLongError, RuntimeError),
+        (errors.UnsupportedOptionError, ValueError),
     ],
 )
 def test_each_error_is_a_longclip_error_and_keeps_its_built_in_base(error, built_in):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..constants import RECIPES
 from ..io.atomic import atomic_write_file
-from .options import add_model_sources, add_tiny_random
+from .options import add_model_sources, add_sampling_options, add_tiny_random
 
 
 def register(subparsers) -> None:
@@ -22,13 +22,8 @@ def register(subparsers) -> None:
     parser.add_argument("--negative-prompt", default=None, help="what the image should not show")
     add_model_sources(parser)
     add_tiny_random(parser, "for trying the command end to end on any machine, offline")
-    parser.add_argument("--steps", type=int, default=30, help="denoising steps (default: %(default)s)")
-    parser.add_argument(
-        "--guidance", type=float, default=None, help="guidance scale (default: the pipeline's, 7.5 or 5.0)"
-    )
+    add_sampling_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
-    parser.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
     parser.add_argument(
         "--recipe",
         choices=RECIPES,
@@ -52,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.contact_sheet import side_by_side
     from ..length.tokens import token_report
 
-    stock, long_clip = _load(args)
+    stock, long_clip = load_stock_and_long_clip(args)
     tokenizer = getattr(stock, detect_slots(stock).tokenizer_slots[0])
     print(token_report(args.prompt, tokenizer).summary())
 
@@ -72,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace):
-    """The stock pipeline and the Long-CLIP source: tiny random ones, or the named ones."""
+def load_stock_and_long_clip(args: argparse.Namespace):
+    """The stock pipeline and the Long-CLIP source of ``args`` (``--tiny-random``, ``--pipeline``,
+    ``--long-clip``, ``--device``): tiny random ones, or the named ones."""
     if args.tiny_random:
         from .. import tiny
 
@@ -92,22 +88,10 @@ def _load(args: argparse.Namespace):
 
 
 def _generate(pipe, args: argparse.Namespace):
-    import torch
+    from ..evaluation.generation import GenerationSettings, generate_image
 
-    options = {}
-    if args.guidance is not None:
-        options["guidance_scale"] = args.guidance
-    # a CPU generator gives the same starting noise on every device, so runs compare
-    generator = torch.Generator("cpu").manual_seed(args.seed)
-    return pipe(
-        prompt=args.prompt,
-        negative_prompt=args.negative_prompt,
-        num_inference_steps=args.steps,
-        height=args.height,
-        width=args.width,
-        generator=generator,
-        **options,
-    ).images[0]
+    settings = GenerationSettings(steps=args.steps, guidance=args.guidance, height=args.height, width=args.width)
+    return generate_image(pipe, {"prompt": args.prompt, "negative_prompt": args.negative_prompt}, args.seed, settings)
 
 
 def _sibling(path: Path, tag: str) -> Path:

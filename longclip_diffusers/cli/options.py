@@ -117,3 +117,13 @@ def add_model_sources(parser: argparse.ArgumentParser) -> None:
         help="Long-CLIP or TULIP text encoder: hub id, .pt/.safetensors checkpoint or transformers "
         "directory (default: %(default)s)",
     )
+
+
+def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """``--steps``, ``--guidance``, ``--height`` and ``--width``: how each image is sampled."""
+    parser.add_argument("--steps", type=int, default=30, help="denoising steps (default: %(default)s)")
+    parser.add_argument(
+        "--guidance", type=float, default=None, help="guidance scale (default: the pipeline's, 7.5 or 5.0)"
+    )
+    parser.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
+    parser.add_argument("--width", type=int, default=None, help="image width (default: the model's)")

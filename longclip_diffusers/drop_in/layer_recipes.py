@@ -1,6 +1,6 @@
 """Which hidden layer of a CLIP text encoder becomes the UNet's text conditioning.
 
-Two recipes (REFERENCE.md section 6):
+Two recipes (docs/sdxl-recipes.md):
 
 * ``"standard"``: what diffusers does and what each UNet was trained on. SD1.x reads the last
   layer after the final LayerNorm (``clip_skip=k``: layer ``-(k+1)`` then the final LayerNorm);

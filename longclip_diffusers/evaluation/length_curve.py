@@ -1,4 +1,4 @@
-"""The effective-length experiment (Long-CLIP paper; REFERENCE.md section 5): retrieval R@1 as
+"""The effective-length experiment (Long-CLIP paper, section 3.1; docs/evaluation.md): retrieval R@1 as
 captions are cut to more and more tokens. CLIP stops improving at about 20 tokens; a model that
 really reads long text keeps rising up to its full length.
 

@@ -1,6 +1,6 @@
 """Retrieval recall and classification accuracy from features: pure tensor maths, no I/O.
 
-Conventions (REFERENCE.md section 5):
+Conventions (docs/evaluation.md):
 
 - Image-to-text: an image is a hit at k when ANY of its captions is among its k best texts
   (COCO and Flickr30k have 5 captions per image; Urban-1k, ShareGPT4V-1k and Long-DCI one).
@@ -116,7 +116,7 @@ def topk_accuracy(
 ) -> dict[str, float]:
     """Zero-shot top-k accuracy: ``{"top1": ..., "top5": ...}``.
 
-    CLIP scores classes with ``100 * image @ class.T`` (REFERENCE.md section 5); the positive
+    CLIP scores classes with ``100 * image @ class.T`` (docs/evaluation.md); the positive
     scale changes no ranking, so plain dot products are used. Ties count against the model.
     """
     labels = torch.as_tensor(labels, dtype=torch.long, device=image_features.device)

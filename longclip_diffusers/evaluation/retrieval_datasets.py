@@ -1,4 +1,4 @@
-"""Image-text retrieval sets, read from each one's published layout (REFERENCE.md section 5).
+"""Image-text retrieval sets, read from each one's published layout (docs/evaluation.md).
 
 Each loader returns a :class:`RetrievalDataset`: image paths, captions, and the image index of
 every caption. Nothing is decoded here; images are opened while encoding.

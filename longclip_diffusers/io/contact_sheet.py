@@ -31,3 +31,17 @@ def side_by_side(images: Sequence[Image.Image], labels: Sequence[str] = ()) -> I
             draw.text((x + 4, 4), labels[index], fill="black")
         x += image.width + _GAP
     return sheet
+
+
+def stacked(images: Sequence[Image.Image]) -> Image.Image:
+    """One image holding ``images`` top to bottom on a white background (e.g. rows made by
+    :func:`side_by_side`, one per seed)."""
+    if not images:
+        raise InvalidArgumentError("stacked needs at least one image")
+    width = max(image.width for image in images)
+    sheet = Image.new("RGB", (width, sum(image.height for image in images) + _GAP * (len(images) - 1)), "white")
+    y = 0
+    for image in images:
+        sheet.paste(image.convert("RGB"), (0, y))
+        y += image.height + _GAP
+    return sheet

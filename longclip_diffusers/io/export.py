@@ -2,7 +2,7 @@
 
 transformers 5 writes a flat ``CLIPTextModel`` without the ``text_model.`` key prefix, while
 transformers 4.x, ComfyUI and single-file loaders expect ``text_model.embeddings...``
-(REFERENCE.md section 6); transformers 5 reads both. So the weights are written here, always with
+(docs/sdxl-recipes.md); transformers 5 reads both. So the weights are written here, always with
 the ``text_model.`` / ``vision_model.`` prefixes, as one ``model.safetensors`` beside the usual
 ``config.json``. A tokenizer is saved at the model's length with its special ids copied into the
 config; a full model also gets the image-processor config of its vision tower.

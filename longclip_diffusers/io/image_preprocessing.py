@@ -1,6 +1,6 @@
 """CLIP's image preprocessing with PIL and torch only (no torchvision): resize the short side
-bicubically, centre-crop, scale to [0, 1], normalise with CLIP's mean and std (REFERENCE.md
-section 3)."""
+bicubically, centre-crop, scale to [0, 1], normalise with CLIP's mean and std
+(docs/checkpoint-format.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Knowledge-preserved stretching (KPS) of absolute position tables.
 
 The rule is the one in the released Long-CLIP code, which produced the published weights
-(REFERENCE.md section 2; Long-CLIP paper, Eq. 2, with keep=20 and ratio=4 giving 248 rows):
+(docs/stretching.md; Long-CLIP paper, Eq. 2, with keep=20 and ratio=4 giving 248 rows):
 
 * row ``p < keep`` is copied unchanged;
 * row ``p >= keep`` reads the old table at ``s = keep + (p - keep) / ratio``: linear

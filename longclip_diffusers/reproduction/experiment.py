@@ -1,4 +1,4 @@
-"""The toy reproduction of Long-CLIP's ablation (paper, Table 5; REFERENCE.md section 5).
+"""The toy reproduction of Long-CLIP's ablation (paper, Table 4; docs/evaluation.md).
 
 One base, pretrained from scratch on short captions (:mod:`.pretrain`), then three fine-tuning
 arms run by the project's own Long-CLIP trainer on the same long-caption data:

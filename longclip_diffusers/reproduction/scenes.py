@@ -5,7 +5,7 @@ different sizes so that one object is clearly the largest (the salient one). The
 describes every object, largest first, then how each object sits relative to the next: 45 to 65
 tokens of the tiny vocabulary, past a small CLIP's 20-token context. The short caption is the
 long caption's first sentence, which names the largest object: the rule Long-CLIP uses to get
-short captions from ShareGPT4V (REFERENCE.md section 3), whose captions also open with the
+short captions from ShareGPT4V (docs/pcm-loss.md), whose captions also open with the
 most salient content.
 
 Same ``(index, seed)`` -> the same scene, pixel for pixel and word for word, on any machine:

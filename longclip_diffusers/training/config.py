@@ -2,7 +2,7 @@
 
 Groups are separate functions so another trainer takes the ones it needs with its own
 defaults; :func:`check_training_args` turns impossible combinations into one clear error.
-Defaults are the Long-CLIP paper's (REFERENCE.md section 3).
+Defaults are Long-CLIP's (paper section 4.1 and the released ``train/train.md``; docs/pcm-loss.md).
 """
 
 from __future__ import annotations

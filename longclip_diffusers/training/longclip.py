@@ -1,7 +1,7 @@
 """Long-CLIP fine-tuning end to end: load a CLIP base, stretch it (once, with ``--keep`` and
 ``--ratio``; a base that is already a Long-CLIP is not stretched again), train with primary
 component matching, export a plain transformers ``CLIPModel`` at 248 positions by default
-(REFERENCE.md sections 2-3).
+(docs/stretching.md, docs/pcm-loss.md).
 
 ``training/train_longclip.py`` is a thin script around :func:`train_longclip`; launch it with
 ``accelerate launch`` (GPUs, nodes) or ``torchrun`` (several CPU processes).

@@ -106,7 +106,7 @@ def run_then_teardown(fn: Callable[[ArgsT], object], args: ArgsT) -> int:
     """A training script's ``main``: ``fn(args)``, 0 when it returns. A user error
     (:data:`USER_ERRORS`) is printed once, as ``error: <message>``, by the main process, and
     gives 1. Either way the process group is torn down (gloo can abort at exit otherwise,
-    REFERENCE.md section 8)."""
+    docs/distributed-training.md)."""
     try:
         fn(args)
     except USER_ERRORS as exc:

@@ -1,5 +1,5 @@
-"""The Long-CLIP fine-tuning loss as pure tensor functions (REFERENCE.md section 3; Long-CLIP
-paper, section 3.2 "primary component matching").
+"""The Long-CLIP fine-tuning loss as pure tensor functions (docs/pcm-loss.md; Long-CLIP
+paper, section 3.3 "primary component matching").
 
 Every function takes the features of the WHOLE batch (all processes, gathered with gradient)
 plus ``rows``, the slice this process owns. A process scores its own rows against the whole
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..errors import InvalidArgumentError
 
-#: Paper defaults (REFERENCE.md section 3).
+#: Defaults of the paper and the released code (docs/pcm-loss.md).
 DEFAULT_PCA_DIM = 32
 DEFAULT_LABEL_SMOOTHING = 0.1
 DEFAULT_SHORT_LOSS_WEIGHT = 1.0

@@ -1,5 +1,5 @@
 """The model Long-CLIP fine-tuning starts from: a stretched base whose first ``keep`` text
-positions cannot move (REFERENCE.md sections 2 and 3).
+positions cannot move (docs/stretching.md, docs/pcm-loss.md).
 
 Only a base with CLIP's short context (at most 77 positions) is stretched. A longer base is
 already a Long-CLIP (e.g. ``longclip-L.pt``, 248 rows): stretching it again would give 932 rows
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
-#: Long-CLIP resets the temperature to CLIP's initial 100 before fine-tuning (REFERENCE.md s. 3).
+#: Long-CLIP resets the logit scale to ln(100), CLIP's capped value, before fine-tuning (docs/pcm-loss.md).
 INITIAL_LOGIT_SCALE = math.log(100.0)
 
 

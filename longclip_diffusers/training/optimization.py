@@ -1,4 +1,4 @@
-"""AdamW and the warm-up + cosine schedule of the released recipe (REFERENCE.md section 3)."""
+"""AdamW and the warm-up + cosine schedule of the released recipe (docs/pcm-loss.md)."""
 
 from __future__ import annotations
 

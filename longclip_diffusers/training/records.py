@@ -1,5 +1,5 @@
 """Reading image-caption lists: ShareGPT4V json, or JSON/JSONL/CSV with ``image``, ``caption``
-and an optional ``short_caption`` (REFERENCE.md section 3)."""
+and an optional ``short_caption`` (docs/pcm-loss.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Text features at the batch's longest real length instead of the padded 248.
 
 CLIP's text attention is causal and the pooled feature is read at the end-of-text token
-(REFERENCE.md section 1), so nothing after a caption's EOT changes its feature: cutting the
+(docs/checkpoint-format.md), so nothing after a caption's EOT changes its feature: cutting the
 batch just after its longest caption's EOT gives the same features (up to float rounding) at a
 fraction of the cost. ShareGPT4V short captions are ~20 tokens, long ones ~170.
 """

@@ -1,4 +1,4 @@
-"""TULIP's two training stages (paper sections 3.3-3.4; REFERENCE.md section 4), built on the
+"""TULIP's two training stages (TULIP paper sections 3.3-3.4; docs/tulip.md), built on the
 Long-CLIP trainer's data, optimiser, checkpoint and loop code (:mod:`longclip_diffusers.training`).
 
 * Stage 1, relative position distillation (:func:`distill_tulip`): a RoPE student initialised
@@ -64,7 +64,7 @@ def student_from_teacher(
     """The RoPE student initialised with every teacher weight but the position table (paper
     section 3.3). ``hidden_act`` defaults to exact GELU, what the released RoPE tower runs.
     ``max_position_embeddings`` is also recorded as the ``trained_length`` NTK scaling starts
-    from: stage 2 trains at it (REFERENCE.md section 4)."""
+    from: stage 2 trains at it (docs/tulip.md)."""
     config = tulip_text_config_from_clip(
         text_config(teacher),
         hidden_act=hidden_act,

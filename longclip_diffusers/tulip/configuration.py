@@ -5,7 +5,7 @@ pads to), not a cap: rotary positions work at any length. ``trained_length`` is 
 weights were trained at with the unscaled base ``rope_theta``; it is recorded once, when a
 model is converted or distilled, and no length change moves it. When ``ntk_alpha`` and
 ``ntk_original_length`` are set, the RoPE base is NTK-scaled from ``ntk_original_length`` (the
-trained length, L_old) to ``max_position_embeddings`` (L_new; REFERENCE.md section 4).
+trained length, L_old) to ``max_position_embeddings`` (L_new; docs/tulip.md).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .rope import DEFAULT_ROPE_BASE, ntk_scaled_base
 
 class TulipTextConfig(PretrainedConfig):
     """Configuration of :class:`~longclip_diffusers.TulipTextModel` and its ``WithProjection``
-    variant. Defaults are TULIP ViT-L/14's text tower (REFERENCE.md sections 1 and 4): 768 wide,
+    variant. Defaults are TULIP ViT-L/14's text tower (docs/tulip.md): 768 wide,
     12 layers, 12 heads of 64, exact GELU as released, 248 tokens, RoPE base 10000."""
 
     model_type = "tulip_text"
@@ -133,7 +133,7 @@ def tulip_text_config_from_clip(clip_config: CLIPTextConfig, **overrides) -> Tul
 
 class TulipConfig(PretrainedConfig):
     """A full TULIP model (:class:`~longclip_diffusers.tulip.TulipModel`): the RoPE text tower and
-    CLIP's vision tower, as ``CLIPConfig`` holds them (REFERENCE.md section 4)."""
+    CLIP's vision tower, as ``CLIPConfig`` holds them (docs/tulip.md)."""
 
     model_type = "tulip"
     sub_configs = {"text_config": TulipTextConfig, "vision_config": CLIPVisionConfig}

@@ -2,7 +2,7 @@
 
 Rotary positions need no table, so a TULIP encoder runs at any length as it is; what a length
 changes is the tokenizer's padding and, on request, the RoPE base (NTK-aware scaling, TULIP paper
-section 3.4, alpha = 8; REFERENCE.md section 4). Scaling changes every rotation, short prompts'
+section 3.4, alpha = 8; docs/tulip.md). Scaling changes every rotation, short prompts'
 included, so it is opt-in: the paper applies it before fine-tuning at the new length.
 """
 

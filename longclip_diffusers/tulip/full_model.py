@@ -3,7 +3,7 @@
 It has ``CLIPModel``'s attributes (``text_model``, ``vision_model``, ``text_projection``,
 ``visual_projection``, ``logit_scale``) and borrows its methods, so retrieval evaluation,
 zero-shot classification and the contrastive trainer (TULIP's stage 2) use it as they use
-``CLIPModel`` (REFERENCE.md section 4).
+``CLIPModel`` (docs/tulip.md).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ The module tree and the outputs are those of transformers' ``CLIPTextModel`` /
 ``final_layer_norm``, ``text_projection``), so diffusers' ``encode_prompt`` (hidden states,
 ``text_embeds``, ``dtype``), LoRA on the attention projections, textual inversion and
 :func:`longclip_diffusers.compat.text_transformer` treat them like CLIP encoders. What differs
-(TULIP paper, section 3.2; REFERENCE.md section 4): no ``position_embedding``, RoPE on queries
+(TULIP paper, section 3.2; docs/tulip.md): no ``position_embedding``, RoPE on queries
 and keys in every layer, any input length.
 """
 

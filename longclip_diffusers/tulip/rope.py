@@ -1,6 +1,6 @@
 """Rotary position embedding (RoPE) maths for the TULIP text tower, as pure functions.
 
-TULIP (ICLR 2025, section 3.2; REFERENCE.md section 4) drops CLIP's absolute position table and
+TULIP (ICLR 2025, section 3.2; docs/tulip.md) drops CLIP's absolute position table and
 rotates queries and keys in every attention layer instead: dimension pair ``i`` of a head of
 size ``d`` at position ``m`` turns by the angle ``m * base ** (-2i / d)``, base 10000. Pairs are
 interleaved, ``(x[0], x[1]), (x[2], x[3]), ...``, which is the layout the released open_clip
@@ -14,7 +14,7 @@ import torch
 
 from ..errors import InvalidArgumentError
 
-#: RoPE base of the TULIP release and of RoFormer (REFERENCE.md section 4).
+#: RoPE base of the TULIP release and of RoFormer (docs/tulip.md).
 DEFAULT_ROPE_BASE = 10000.0
 #: NTK scaling hyper-parameter of the TULIP paper's expansion stage (section 4, "alpha = 8").
 DEFAULT_NTK_ALPHA = 8.0
@@ -24,7 +24,7 @@ def ntk_scaled_base(base: float, alpha: float, new_length: int, old_length: int,
     """The NTK-aware RoPE base for running a model trained at ``old_length`` tokens at
     ``new_length``: ``base * (alpha * new_length / old_length - (alpha - 1)) ** (d / (d - 2))``.
 
-    This is the dynamic-NTK form the TULIP release uses (REFERENCE.md section 4). It returns
+    This is the dynamic-NTK form the TULIP release uses (docs/tulip.md). It returns
     ``base`` unchanged when ``new_length == old_length``; shorter lengths are not an extension and
     are refused.
     """
