@@ -13,7 +13,6 @@ from longclip_diffusers import stretch_text_encoder
 from longclip_diffusers.conversion.openai_keys import merged_position_table
 from longclip_diffusers.drop_in.swap_encoders import apply_long_clip
 from longclip_diffusers.errors import OutputExistsError
-from longclip_diffusers.io.export import save_clip_model
 from longclip_diffusers.io.loading import CACHE_ENV
 from longclip_diffusers.tiny import (
     tiny_clip_model,
@@ -28,13 +27,6 @@ from longclip_diffusers.training.longclip import main, parse_longclip_args, trai
 from longclip_diffusers.training.model_setup import SplitPositionEmbedding
 
 POSITIONS = "text_model.embeddings.position_embedding.weight"
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("base") / "clip"
-    save_clip_model(tiny_clip_model(), folder, tokenizer=tiny_clip_tokenizer())
-    return folder
 
 
 @pytest.fixture(scope="module")
