@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..constants import RECIPES
-from ..io.atomic import atomic_write_file
-from .options import add_model_sources, add_tiny_random
+from ..io.atomic import atomic_write_file, check_output_path
+from .options import add_model_sources, add_tiny_random, guidance_scale, image_side, int_at_least
 
 
 def register(subparsers) -> None:
@@ -22,13 +22,17 @@ def register(subparsers) -> None:
     parser.add_argument("--negative-prompt", default=None, help="what the image should not show")
     add_model_sources(parser)
     add_tiny_random(parser, "for trying the command end to end on any machine, offline")
-    parser.add_argument("--steps", type=int, default=30, help="denoising steps (default: %(default)s)")
+    parser.add_argument("--steps", type=int_at_least(1), default=30, help="denoising steps (default: %(default)s)")
     parser.add_argument(
-        "--guidance", type=float, default=None, help="guidance scale (default: the pipeline's, 7.5 or 5.0)"
+        "--guidance", type=guidance_scale, default=None, help="guidance scale (default: the pipeline's, 7.5 or 5.0)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
-    parser.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
+    parser.add_argument(
+        "--height", type=image_side, default=None, help="image height, a multiple of 8 (default: the model's)"
+    )
+    parser.add_argument(
+        "--width", type=image_side, default=None, help="image width, a multiple of 8 (default: the model's)"
+    )
     parser.add_argument(
         "--recipe",
         choices=RECIPES,
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.contact_sheet import side_by_side
     from ..length.tokens import token_report
 
+    _check_arguments(args)
     stock, long_clip = _load(args)
     tokenizer = getattr(stock, detect_slots(stock).tokenizer_slots[0])
     print(token_report(args.prompt, tokenizer).summary())
@@ -72,6 +77,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """What would otherwise fail after minutes of generating: the output paths and the device."""
+    from ..devices import check_device
+
+    outputs = [args.out, _sibling(args.out, "stock"), _sibling(args.out, "compare")] if args.compare else [args.out]
+    for path in outputs:
+        check_output_path(path, folder=False, flag="--out")
+    if args.device is not None:
+        check_device(args.device)
+
+
 def _load(args: argparse.Namespace):
     """The stock pipeline and the Long-CLIP source: tiny random ones, or the named ones."""
     if args.tiny_random:
@@ -82,12 +98,14 @@ def _load(args: argparse.Namespace):
     from diffusers import DiffusionPipeline
 
     from ..devices import default_device, inference_dtype
-    from ..io.loading import resolve_pipeline
+    from ..io.loading import resolve_pipeline, resolve_source
 
     device = args.device or default_device()
     dtype = inference_dtype(device)
+    pipeline = resolve_pipeline(args.pipeline)
+    resolve_source(args.long_clip)  # a wrong --long-clip fails now, not after the pipeline is loaded
     print(f"loading {args.pipeline} on {device} ({str(dtype).removeprefix('torch.')})")
-    stock = DiffusionPipeline.from_pretrained(resolve_pipeline(args.pipeline), torch_dtype=dtype).to(device)
+    stock = DiffusionPipeline.from_pretrained(pipeline, torch_dtype=dtype).to(device)
     return stock, args.long_clip
 
 
