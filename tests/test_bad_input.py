@@ -160,8 +160,9 @@ def test_an_output_dir_that_is_a_file_is_refused_in_one_line(base_dir, captions,
 # --- benchmarks/reproduce.py --quick -------------------------------------------------------
 
 
-def _reproduce_module():
-    spec = importlib.util.spec_from_file_location("reproduce_script", REPO / "benchmarks" / "reproduce.py")
+def benchmark_script(name: str):
+    """A script of benchmarks/ as a module (the package never imports them)."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -169,7 +170,7 @@ def _reproduce_module():
 
 
 def test_a_quick_reproduction_writes_to_a_temporary_folder_never_over_the_committed_results(monkeypatch, capsys):
-    reproduce = _reproduce_module()
+    reproduce = benchmark_script("reproduce")
     written = []
 
     def fake_write_results(result, out_dir, command, quick):
@@ -306,6 +307,9 @@ def test_a_device_this_machine_lacks_is_refused_naming_the_available_ones(base_d
     argv = ["eval", "retrieval", "--model", str(base_dir), "--dataset", "urban1k", "--root", str(tmp_path / "no")]
     assert main([*argv, "--device", "cuda"]) == 1
     assert "available here: cpu" in one_error_line(capsys)
+    with pytest.raises(SystemExit):  # the benchmark scripts' parsers check it too
+        benchmark_script("bench_train").main(["--device", "cuda"])
+    assert "available here: cpu" in capsys.readouterr().err
 
 
 def test_a_gpu_index_past_the_machine_s_gpus_is_refused_naming_the_ones_there(monkeypatch):

@@ -137,6 +137,19 @@ def port_number(text: str) -> int:
     return value
 
 
+def device_name(text: str) -> str:
+    """argparse type of a script's ``--device``: one this machine has
+    (:func:`~longclip_diffusers.devices.check_device`; torch is imported only when it is given)."""
+    from ..devices import check_device
+    from ..errors import DeviceNotAvailableError
+
+    try:
+        check_device(text)
+    except DeviceNotAvailableError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_tiny_random(parser: argparse.ArgumentParser, purpose: str) -> None:
     """``--tiny-random``: tiny random-weight models built in code instead of ``--pipeline`` and
     ``--long-clip``."""
