@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from longclip_diffusers.cli.options import device_name
 from longclip_diffusers.drop_in.layer_recipes import sdxl_layer
 from longclip_diffusers.io.atomic import atomic_write_file
 
@@ -303,7 +304,7 @@ def bench_unet_block(device, dtype, warmup, repeats, memory) -> dict:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="OUT", help="write the results to this file")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=device_name, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--dtype", choices=("float32", "float16", "bfloat16"), help="default: float32 on CPU, float16 on CUDA"
     )

@@ -56,3 +56,27 @@ class TextTooLongError(LongClipError, RuntimeError):
 
 class UnsupportedOptionError(LongClipError, ValueError):
     """An option of a released API that this port does not provide."""
+
+
+class PathKindError(LongClipError, ValueError):
+    """A path names a file where a folder is needed, or a folder where a file is."""
+
+
+class DeviceNotAvailableError(LongClipError, ValueError):
+    """A torch device was asked for that this machine does not have."""
+
+
+class VocabularyMismatchError(CheckpointError):
+    """A checkpoint's vocabulary does not hold the start/end token ids it is converted with."""
+
+    def __init__(self, message: str, vocab_size: int | None = None):
+        super().__init__(message)
+        self.vocab_size = vocab_size
+
+
+class UnreadableDataError(LongClipError, ValueError):
+    """Training cannot make progress: too many of its images cannot be read."""
+
+
+class ServerAddressError(LongClipError, OSError):
+    """A server cannot listen where it was told: the port is taken, or the host is not this machine."""

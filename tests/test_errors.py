@@ -23,6 +23,7 @@ LONGCLIP_ERRORS = {
 ALLOWED: dict[tuple[str, str], str] = {
     ("__init__.py", "AttributeError"): "a module __getattr__ must raise AttributeError (PEP 562)",
     ("cli/options.py", "argparse.ArgumentTypeError"): "argparse turns it into a usage error naming the option",
+    ("training/config.py", "argparse.ArgumentTypeError"): "argparse turns it into a usage error naming the option",
     ("demo/gradio_app.py", "gr.Error"): "gradio shows the message of a gr.Error in the page",
     ("evaluation/safe_pickle.py", "pickle.UnpicklingError"): (
         "pickle.Unpickler.find_class refuses a global with it; load_array_pickle turns it into DataFormatError"

@@ -32,13 +32,6 @@ POSITIONS = "text_model.embeddings.position_embedding.weight"
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("base") / "clip"
-    save_clip_model(tiny_clip_model(), folder, tokenizer=tiny_clip_tokenizer())
-    return folder
-
-
-@pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
     return write_tiny_caption_set(folder, count=20, long_words=100), folder

@@ -16,7 +16,8 @@ from ..constants import (
     RETRIEVAL_DATASETS,
 )
 from ..errors import InvalidArgumentError
-from .options import add_model_sources, add_sampling_options, add_tiny_random
+from ..io.atomic import check_output_path
+from .options import add_model_sources, add_sampling_options, add_tiny_random, int_at_least
 
 
 def register(subparsers) -> None:
@@ -57,7 +58,7 @@ def register(subparsers) -> None:
     curve.add_argument("--out", required=True, metavar="DIR", help="folder for the JSON and PNG")
     curve.add_argument(
         "--lengths",
-        type=int,
+        type=int_at_least(2),
         nargs="+",
         default=list(CURVE_LENGTHS),
         metavar="N",
@@ -105,7 +106,7 @@ def _add_dataset(parser: argparse.ArgumentParser, datasets: tuple[str, ...]) -> 
 def _add_common(parser: argparse.ArgumentParser, json_flag: bool = True) -> None:
     if json_flag:
         parser.add_argument("--json", metavar="OUT", help="also write the results to this file")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="(default: 64)")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=64, metavar="N", help="(default: 64)")
     parser.add_argument(
         "--device",
         default=None,
@@ -118,11 +119,23 @@ def _add_common(parser: argparse.ArgumentParser, json_flag: bool = True) -> None
     )
     parser.add_argument(
         "--num-workers",
-        type=int,
+        type=int_at_least(0),
         default=0,
         metavar="N",
         help="image decoding processes (default: 0, in the main process)",
     )
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """What would otherwise fail after the whole evaluation: the output paths and the device."""
+    from ..devices import check_device
+
+    if getattr(args, "json", None):
+        check_output_path(args.json, folder=False, flag="--json")
+    if getattr(args, "out", None):
+        check_output_path(args.out, folder=True, flag="--out")
+    if args.device is not None:
+        check_device(args.device)
 
 
 def _loader_options(args: argparse.Namespace) -> dict:
@@ -153,7 +166,8 @@ def run_zeroshot(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace, load_dataset, evaluate, table) -> int:
     from ..evaluation import write_json
 
-    # The data set is read first: a wrong --root fails before minutes of model loading.
+    # Arguments and the data set first: a wrong --root fails before minutes of model loading.
+    _check_arguments(args)
     dataset = load_dataset(args.dataset, args.root)
     result = evaluate(_load_model(args, args.model), dataset, **_loader_options(args))
     print(table(result))
@@ -172,6 +186,7 @@ def run_length_curve(args: argparse.Namespace) -> int:
     )
 
     # Checked first: the plot is drawn last, after minutes of encoding.
+    _check_arguments(args)
     require_matplotlib()
     dataset = load_retrieval_dataset(args.dataset, args.root)
     models = [_load_model(args, source) for source in args.model]

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..constants import RECIPES
-from ..io.atomic import atomic_write_file
+from ..io.atomic import atomic_write_file, check_output_path
 from .options import add_model_sources, add_sampling_options, add_tiny_random
 
 
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.contact_sheet import side_by_side
     from ..length.tokens import token_report
 
+    _check_arguments(args)
     stock, long_clip = load_stock_and_long_clip(args)
     tokenizer = getattr(stock, detect_slots(stock).tokenizer_slots[0])
     print(token_report(args.prompt, tokenizer).summary())
@@ -67,6 +68,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """What would otherwise fail after minutes of generating: the output paths and the device."""
+    from ..devices import check_device
+
+    outputs = [args.out, _sibling(args.out, "stock"), _sibling(args.out, "compare")] if args.compare else [args.out]
+    for path in outputs:
+        check_output_path(path, folder=False, flag="--out")
+    if args.device is not None:
+        check_device(args.device)
+
+
 def load_stock_and_long_clip(args: argparse.Namespace):
     """The stock pipeline and the Long-CLIP source of ``args`` (``--tiny-random``, ``--pipeline``,
     ``--long-clip``, ``--device``): tiny random ones, or the named ones."""
@@ -78,12 +90,14 @@ def load_stock_and_long_clip(args: argparse.Namespace):
     from diffusers import DiffusionPipeline
 
     from ..devices import default_device, inference_dtype
-    from ..io.loading import resolve_pipeline
+    from ..io.loading import resolve_pipeline, resolve_source
 
     device = args.device or default_device()
     dtype = inference_dtype(device)
+    pipeline = resolve_pipeline(args.pipeline)
+    resolve_source(args.long_clip)  # a wrong --long-clip fails now, not after the pipeline is loaded
     print(f"loading {args.pipeline} on {device} ({str(dtype).removeprefix('torch.')})")
-    stock = DiffusionPipeline.from_pretrained(resolve_pipeline(args.pipeline), torch_dtype=dtype).to(device)
+    stock = DiffusionPipeline.from_pretrained(pipeline, torch_dtype=dtype).to(device)
     return stock, args.long_clip
 
 

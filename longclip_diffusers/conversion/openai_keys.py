@@ -23,7 +23,7 @@ import torch
 from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 
 from ..constants import STOCK_LENGTH
-from ..errors import CheckpointError
+from ..errors import CheckpointError, VocabularyMismatchError
 
 #: Long-CLIP's forward adds ``positional_embedding`` through a 0/1 mask that is 1 on rows 0-19 and
 #: ``positional_embedding_res`` through the complementary mask (docs/checkpoint-format.md; the masks
@@ -92,9 +92,10 @@ class TextTower:
         """The transformers config (QuickGELU, LayerNorm eps 1e-5; docs/checkpoint-format.md)."""
         for name, value in (("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id)):
             if not 0 <= value < self.vocab_size:
-                raise CheckpointError(
+                raise VocabularyMismatchError(
                     f"{name}={value} is outside the checkpoint's vocabulary of {self.vocab_size} "
-                    f"tokens. Fix: pass {name}= the tokenizer's id for it."
+                    f"tokens. Fix: pass {name}= the tokenizer's id for it.",
+                    self.vocab_size,
                 )
         return CLIPTextConfig(
             vocab_size=self.vocab_size,

@@ -28,7 +28,7 @@ from ..compat import text_config, text_transformer
 from ..constants import DTYPE_NAMES
 from ..conversion.convert import convert_checkpoint
 from ..conversion.model_building import ConvertKind
-from ..errors import IncompatibleEncoderError, InvalidArgumentError, UnsupportedModelError
+from ..errors import IncompatibleEncoderError, InvalidArgumentError, UnsupportedModelError, VocabularyMismatchError
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO
 from ..length.tokens import tokenizer_at
 from ..tulip import TulipModel, TulipTextModel, TulipTextModelWithProjection
@@ -146,12 +146,33 @@ def export_checkpoint(
         atomic_output_dir(out_dir, overwrite=overwrite) as staging,
         tqdm(total=2, desc=f"{Path(checkpoint).name}: converting", unit="step", leave=False) as progress,
     ):
-        model = convert_checkpoint(checkpoint, kind=kind, keep=keep, ratio=ratio, tulip=tulip, **ids)
+        try:
+            model = convert_checkpoint(checkpoint, kind=kind, keep=keep, ratio=ratio, tulip=tulip, **ids)
+        except VocabularyMismatchError as exc:
+            raise _vocabulary_error(checkpoint, exc.vocab_size, tokenizer) from None
         progress.update()
         progress.set_description(f"{Path(checkpoint).name}: writing {Path(out_dir).name}")
         _write(model, staging, tokenizer, dtype)
         progress.update()
     return Path(out_dir)
+
+
+def _vocabulary_error(checkpoint, vocab_size: int | None, tokenizer) -> VocabularyMismatchError:
+    """The start/end ids do not fit the checkpoint's vocabulary: with a tokenizer, it is the wrong
+    one; without (the loaders convert with CLIP's ids), the checkpoint needs its own tokenizer."""
+    if tokenizer is not None:
+        problem = (
+            f"the tokenizer's start/end ids ({tokenizer.bos_token_id}/{tokenizer.eos_token_id}) are outside "
+            f"the vocabulary of {vocab_size} tokens of '{checkpoint}'"
+        )
+        fix = "pass the tokenizer this checkpoint was trained with (--tokenizer / tokenizer=)"
+    else:
+        problem = f"'{checkpoint}' has a vocabulary of {vocab_size} tokens, too small for CLIP's start/end ids"
+        fix = (
+            f"convert it with the tokenizer it was trained with, `longclip-diffusers convert {checkpoint} OUT "
+            "--tokenizer TOK` (export_checkpoint(..., tokenizer=) in Python), and load OUT"
+        )
+    return VocabularyMismatchError(f"{problem}. Fix: {fix}.", vocab_size)
 
 
 def _write(model, directory: Path, tokenizer, dtype: torch.dtype | None) -> None:

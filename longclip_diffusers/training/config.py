@@ -8,9 +8,11 @@ Defaults are Long-CLIP's (paper section 4.1 and the released ``train/train.md``;
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..errors import InvalidArgumentError
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO
+from .data import DEFAULT_MAX_UNREADABLE, UNREADABLE_JUDGED_AFTER
 from .losses import DEFAULT_LABEL_SMOOTHING, DEFAULT_PCA_DIM, DEFAULT_SHORT_LOSS_WEIGHT
 
 
@@ -23,6 +25,15 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--image-root", default=None, help="folder the image paths are relative to (default: as written)"
+    )
+    group.add_argument(
+        "--max-unreadable",
+        type=share,
+        default=DEFAULT_MAX_UNREADABLE,
+        metavar="SHARE",
+        help="stop when more than this share of the images read so far cannot be read (judged from "
+        f"{UNREADABLE_JUDGED_AFTER} images read on; default {DEFAULT_MAX_UNREADABLE:g}); the run stops "
+        "anyway when none can be read",
     )
     group.add_argument(
         "--num-workers",
@@ -39,6 +50,17 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--validate-every", type=int, default=0, help="also validate every N steps (0: only at the end)"
     )
+
+
+def share(text: str) -> float:
+    """argparse type of ``--max-unreadable``: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; pass a share such as 0.05") from None
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise argparse.ArgumentTypeError(f"a share is between 0 and 1; got {text}")
+    return value
 
 
 def add_optimization_arguments(

@@ -21,6 +21,7 @@ from ..io.export import save_clip_model
 from ..io.loading import load_clip_model, load_tokenizer
 from .checkpointing import check_output_dir
 from .config import build_longclip_parser, check_training_args
+from .data import check_image_data
 from .loop import TrainResult, finish_run, make_accelerator, plan_run_data, run_then_teardown, train_contrastive
 from .model_setup import merge_position_table, prepare_longclip_model
 from .records import read_records
@@ -37,6 +38,7 @@ def train_longclip(args: argparse.Namespace) -> TrainResult:
     check_output_dir(args.output_dir, args.overwrite, args.resume_from)
     accelerator = make_accelerator(args)
     data = plan_run_data(read_records(args.data), args, accelerator.num_processes, "training pairs")
+    check_image_data(data.train, args.image_root)
     # unstretched: prepare_longclip_model stretches with this run's --keep/--ratio
     model = load_clip_model(args.base_model, stretch=False)
     if not isinstance(model, CLIPModel):

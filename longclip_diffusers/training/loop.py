@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import InvalidArgumentError, LongClipError, TrainingDivergedError
+from ..errors import InvalidArgumentError, LongClipError, TrainingDivergedError, UnreadableDataError
 from ..evaluation.metrics import feature_recall_at_k
 from ..io.atomic import atomic_write_file
 from ..io.image_preprocessing import ClipImageTransform
@@ -45,6 +45,8 @@ from .checkpointing import (
     track_progress,
 )
 from .data import (
+    LISTED_UNREADABLE,
+    UNREADABLE_JUDGED_AFTER,
     CaptionBatchCollator,
     ImageCaptionDataset,
     ShardedBatchSampler,
@@ -78,22 +80,26 @@ BatchT = TypeVar("BatchT")
 @dataclass
 class TrainResult(Generic[ModelT]):
     """What a run produced: the trained (unwrapped) model and its history (validation metrics
-    on the main process only)."""
+    on the main process only); ``skipped`` lists the first unreadable images, ``skipped_count``
+    counts them all."""
 
     model: ModelT
     steps: int
     losses: list[float] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     validation: dict[str, float] = field(default_factory=dict)
+    skipped_count: int = 0
 
 
 def write_summary(result: TrainResult[Any], output_dir: str | Path) -> Path:
-    """Write ``training_summary.json`` (steps, the loss of every step, skipped images, the last
-    validation metrics) into ``output_dir`` atomically; returns its path."""
+    """Write ``training_summary.json`` (steps, the loss of every step, the first skipped images
+    and their count, the last validation metrics) into ``output_dir`` atomically; returns its
+    path."""
     summary = {
         "steps": result.steps,
         "losses": result.losses,
         "skipped_images": [{"image": path, "reason": reason} for path, reason in result.skipped],
+        "skipped_count": result.skipped_count,
         "validation": result.validation,
     }
     path = Path(output_dir) / SUMMARY_FILE
@@ -202,11 +208,8 @@ def train_contrastive(
         desc="training",
         validate=validate if data.held_out else None,
     )
-    if progress.skipped:
-        accelerator.print(
-            f"skipped {len(progress.skipped)} unreadable image(s):\n"
-            + "\n".join(f"  {path}: {reason}" for path, reason in progress.skipped)
-        )
+    if progress.skipped_count:
+        accelerator.print(skipped_summary(progress))
     accelerator.wait_for_everyone()
     return TrainResult(
         model=accelerator.unwrap_model(features).clip,
@@ -214,6 +217,49 @@ def train_contrastive(
         losses=losses,
         skipped=list(progress.skipped),
         validation=validation,
+        skipped_count=progress.skipped_count,
+    )
+
+
+def count_unreadable(
+    progress: TrainingProgress,
+    read: int,
+    skipped: Sequence[tuple[str, str]],
+    max_share: float,
+    log: bool = True,
+) -> None:
+    """Count a global batch: ``read`` images tried, ``skipped`` the unreadable ones as
+    ``(path, reason)``; the first :data:`LISTED_UNREADABLE` are kept (and logged when ``log``),
+    the rest only counted. Raises :class:`UnreadableDataError` once the run cannot make
+    progress: every image read so far unreadable, or more than ``max_share`` of them, judged
+    from :data:`UNREADABLE_JUDGED_AFTER` images on. Every process counts the same gathered
+    numbers, so all of them stop together."""
+    progress.samples_read += read
+    progress.skipped_count += len(skipped)
+    for path, reason in skipped[: max(LISTED_UNREADABLE - len(progress.skipped), 0)]:
+        progress.skipped.append((path, reason))
+        if log:
+            logger.warning("skipping unreadable image %s (%s)", path, reason)
+            if len(progress.skipped) == LISTED_UNREADABLE:
+                logger.warning("further unreadable images are counted, not listed")
+    if progress.samples_read < UNREADABLE_JUDGED_AFTER or not progress.skipped_count:
+        return
+    share = progress.skipped_count / progress.samples_read
+    if share > max_share or progress.skipped_count == progress.samples_read:
+        path, reason = progress.skipped[0]
+        raise UnreadableDataError(
+            f"{progress.skipped_count} of the {progress.samples_read} images read so far cannot be read "
+            f"({share:.0%}; --max-unreadable is {max_share:g}), e.g. {path}: {reason}. Fix: check "
+            "--image-root and the data file, or raise --max-unreadable."
+        )
+
+
+def skipped_summary(progress: TrainingProgress) -> str:
+    """The end-of-run lines about unreadable images: the count, then the first few paths."""
+    listed = "\n".join(f"  {path}: {reason}" for path, reason in progress.skipped)
+    more = progress.skipped_count - len(progress.skipped)
+    return f"skipped {progress.skipped_count} unreadable image(s) of {progress.samples_read} read:\n{listed}" + (
+        f"\n  ... and {more} more" if more else ""
     )
 
 
@@ -391,14 +437,21 @@ def finish_run(
 
 def _train_step(args, accelerator, features, optimizer, scheduler, batch, progress) -> dict[str, float] | None:
     """One optimizer step on the global batch: the global loss and its long and short parts;
-    None when some process has no usable image."""
+    None when some process has no usable image. Unreadable images are counted first
+    (:func:`count_unreadable`)."""
     from accelerate.utils import gather_object
 
     counts = all_gather_ints([batch["size"], len(batch["skipped"])], accelerator.device)
+    skipped = []
     if any(skipped for _, skipped in counts):
-        for item in gather_object([(s.image, s.reason) for s in batch["skipped"]]):
-            logger.warning("skipping unreadable image %s (%s)", *item)
-            progress.skipped.append(tuple(item))
+        skipped = [tuple(item) for item in gather_object([(s.image, s.reason) for s in batch["skipped"]])]
+    count_unreadable(
+        progress,
+        sum(size + unreadable for size, unreadable in counts),
+        skipped,
+        args.max_unreadable,
+        log=accelerator.is_main_process,
+    )
     shards = BatchShards(tuple(size for size, _ in counts), accelerator.process_index)
     if min(shards.sizes) == 0:
         return None

@@ -8,7 +8,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataFormatError, InputNotFoundError
+from ..errors import DataFormatError, InputNotFoundError, PathKindError
+
+#: Caption file types :func:`read_records` reads.
+CAPTION_SUFFIXES = (".json", ".jsonl", ".csv")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,13 @@ def read_records(path: str | Path) -> list[CaptionRecord]:
     """All pairs of a ``.json`` (a list of ShareGPT4V entries or of ``{"image", "caption"}``
     objects), ``.jsonl`` or ``.csv`` file, in file order."""
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in CAPTION_SUFFIXES)[:3]
+        raise PathKindError(
+            f"--data {path} is a folder; it takes the caption file (.json, .jsonl or .csv). Fix: pass "
+            + (f"the file in it, e.g. {path / inside[0]}" if inside else "the caption file's path")
+            + (" (there: " + ", ".join(inside) + ")" if len(inside) > 1 else "")
+        )
     if not path.is_file():
         raise InputNotFoundError(f"caption file {path} does not exist; pass --data PATH to a .json, .jsonl or .csv")
     suffix = path.suffix.lower()

@@ -32,7 +32,7 @@ from ..tulip.modeling import TulipTextModelWithProjection
 from ..tulip.rope import DEFAULT_NTK_ALPHA
 from .checkpointing import check_output_dir
 from .config import add_data_arguments, add_optimization_arguments, add_run_arguments, check_training_args
-from .data import CaptionTokens
+from .data import CaptionTokens, check_image_data
 from .loop import (
     TrainResult,
     epoch_batches,
@@ -215,6 +215,7 @@ def expand_tulip(args: argparse.Namespace) -> TrainResult:
     check_output_dir(args.output_dir, args.overwrite, args.resume_from)
     accelerator = make_accelerator(args)
     data = plan_run_data(read_records(args.data), args, accelerator.num_processes, "training pairs")
+    check_image_data(data.train, args.image_root)
     student = load_text_encoder(args.student, with_projection=True)
     if not isinstance(student, TulipTextModelWithProjection):
         raise IncompatibleEncoderError(
