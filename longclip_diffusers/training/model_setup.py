@@ -94,7 +94,7 @@ def prepare_longclip_model(
     with torch.no_grad():
         model.logit_scale.fill_(INITIAL_LOGIT_SCALE)
     freeze_leading_positions(model, keep)
-    if freeze_vision:
+    if freeze_vision and hasattr(model, "vision_model"):  # a TextOnlyClip has no vision tower
         model.vision_model.requires_grad_(False)
         model.visual_projection.requires_grad_(False)
     if gradient_checkpointing:
