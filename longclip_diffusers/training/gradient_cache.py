@@ -84,7 +84,7 @@ def contrastive_backward(
                 if part is not None and part.requires_grad
             )
             if last and out.logit_scale.requires_grad:
-                surrogate = surrogate + out.logit_scale * leaves.logit_scale.grad
+                surrogate = surrogate + (out.logit_scale * leaves.logit_scale.grad).sum()
             if torch.is_tensor(surrogate):
                 accelerator.backward(surrogate)
     return PcmLoss(*(part.detach() if part is not None else None for part in loss))

@@ -20,6 +20,7 @@ from ..io.loading import load_clip_model, load_tokenizer
 from .checkpointing import check_output_dir
 from .config import build_longclip_parser, check_training_args
 from .feature_cache import CachedFeatureDataset, FeatureCache
+from .fsdp_export import full_model_for_export
 from .loop import (
     RunData,
     TrainResult,
@@ -29,7 +30,7 @@ from .loop import (
     run_then_teardown,
     train_contrastive,
 )
-from .model_setup import merge_position_table, prepare_longclip_model
+from .model_setup import empty_like_prepared, prepare_longclip_model, restore_export_layout
 from .records import read_records
 from .scale_config import check_scale_args, export_kind
 from .shards import ShardSet, is_shard_pattern, shard_epoch_batches
@@ -82,8 +83,12 @@ def train_longclip(args: argparse.Namespace) -> TrainResult | None:
         batches=source.batches(ClipImageTransform(image_size)),
     )
 
+    result.model = full_model_for_export(
+        result.prepared, result.model, accelerator.is_main_process, lambda: empty_like_prepared(model, args.keep)
+    )
+
     def export(trained, folder) -> None:
-        merge_position_table(trained)
+        restore_export_layout(trained)
         if export_kind(args) == "text-encoder":
             save_text_encoder(text_encoder_with_projection(trained), folder, tokenizer=tokenizer)
         else:

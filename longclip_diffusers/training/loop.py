@@ -75,6 +75,8 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     validation: dict[str, float] = field(default_factory=dict)
+    #: the module as accelerate prepared it (DDP, FSDP, ...), for gathering sharded weights
+    prepared: nn.Module | None = None
 
 
 def write_summary(result: TrainResult, output_dir: str | Path) -> Path:
@@ -215,6 +217,7 @@ def train_contrastive(
         losses=losses,
         skipped=list(progress.skipped),
         validation=validation,
+        prepared=features,
     )
 
 

@@ -25,7 +25,8 @@ class TextOnlyClip(nn.Module):
     def __init__(self, encoder: CLIPTextModelWithProjection, logit_scale: float = math.log(1 / 0.07)):
         super().__init__()
         self.encoder = encoder
-        self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale)))
+        # one element, not 0-d: FSDP refuses 0-d parameters (see prepare_longclip_model)
+        self.logit_scale = nn.Parameter(torch.tensor([float(logit_scale)]))
 
     @property
     def text_model(self) -> nn.Module:
