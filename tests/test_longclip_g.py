@@ -172,8 +172,6 @@ def test_apply_long_clip_puts_long_clip_g_into_sdxls_second_slot_instead_of_stre
     ids = pipe.tokenizer_2(PROMPT, padding="max_length", max_length=248, return_tensors="pt").input_ids
     with torch.no_grad():
         torch.testing.assert_close(pooled, long_g(input_ids=ids).text_embeds)
-    image = pipe(PROMPT, num_inference_steps=2, height=64, width=64, output_type="np").images
-    assert image.shape == (1, 64, 64, 3)
 
 
 def test_a_long_clip_g_wider_than_the_refiners_slot_is_refused_and_the_refiner_kept():
@@ -201,3 +199,111 @@ def test_text_encoder_2_on_a_pipeline_without_that_slot_is_an_error():
         apply_long_clip(
             tiny_sd_pipeline(), stretch_text_encoder(tiny_sd_pipeline().text_encoder), text_encoder_2=_long_clip_g()
         )
+
+
+# --- a tiny Long-CLIP-G trained end to end, in every place that takes one ----------------------
+
+
+@pytest.fixture(scope="module")
+def trained_g(tmp_path_factory):
+    """A tiny bigG-shaped CLIP fine-tuned the single-GPU way (frozen vision, cached features,
+    gradient caching), exported as a text encoder with projection at 248 positions."""
+    from longclip_diffusers.cli.main import main as cli
+    from longclip_diffusers.tiny import write_tiny_caption_set
+    from longclip_diffusers.training.longclip import parse_longclip_args, train_longclip
+
+    root = tmp_path_factory.mktemp("long_g")
+    save_clip_model(tiny_bigg_clip_model(), root / "base", tokenizer=tiny_clip_tokenizer())
+    captions = write_tiny_caption_set(root / "data", count=8, long_words=60)
+    data = ["--base-model", str(root / "base"), "--data", str(captions), "--image-root", str(captions.parent)]
+    assert (
+        cli(["cache-image-features", *data, "--output-dir", str(root / "cache"), "--num-workers", "0", "--cpu"]) == 0
+    )
+    train_longclip(
+        parse_longclip_args(
+            [*data, "--output-dir", str(root / "long_g"), "--freeze-vision", "--image-features", str(root / "cache")]
+            + ["--batch-size", "4", "--micro-batch", "2", "--max-steps", "2", "--lr", "1e-3", "--pca-dim", "2"]
+            + ["--num-workers", "0", "--report-to", "none", "--cpu"]
+        )
+    )
+    return root / "long_g"
+
+
+@pytest.mark.slow  # trains a tiny Long-CLIP-G first (seconds)
+def test_a_trained_tiny_long_clip_g_drops_into_sdxls_second_slot(trained_g):
+    exported = load_text_encoder(trained_g, with_projection=True)
+    assert exported.config.max_position_embeddings == 248
+    pipe = tiny_sdxl_pipeline(bigg_shaped=True)
+    pipe = apply_long_clip(pipe, stretch_text_encoder(pipe.text_encoder), text_encoder_2=str(trained_g))
+    for name, tensor in exported.state_dict().items():
+        assert torch.equal(pipe.text_encoder_2.state_dict()[name], tensor), name
+    image = pipe(PROMPT, num_inference_steps=2, height=64, width=64, output_type="np").images
+    assert image.shape == (1, 64, 64, 3)
+
+
+@pytest.mark.slow  # trains a tiny Long-CLIP-G first (seconds)
+def test_the_sdxl_pipeline_class_takes_long_clip_g(trained_g):
+    from longclip_diffusers.drop_in.pipeline_classes import LongClipStableDiffusionXLPipeline
+
+    stock = tiny_sdxl_pipeline(bigg_shaped=True)
+    long = LongClipStableDiffusionXLPipeline.from_pipe(
+        stock, long_clip=stretch_text_encoder(stock.text_encoder), long_clip_g=str(trained_g)
+    )
+    reference = load_text_encoder(trained_g, with_projection=True).state_dict()
+    assert all(torch.equal(long.text_encoder_2.state_dict()[k], v) for k, v in reference.items())
+    assert stock.text_encoder_2.config.max_position_embeddings == 77
+
+
+@pytest.mark.slow  # trains a tiny Long-CLIP-G first (seconds)
+def test_generate_long_clip_g_puts_it_into_text_encoder_2(trained_g, tmp_path, capsys, monkeypatch):
+    from longclip_diffusers.cli.main import main as cli
+    from longclip_diffusers.drop_in import swap_encoders
+
+    pipe = tiny_sdxl_pipeline(bigg_shaped=True)
+    pipe.save_pretrained(tmp_path / "sdxl")
+    save_text_encoder(stretch_text_encoder(pipe.text_encoder), tmp_path / "long_l", tokenizer=pipe.tokenizer)
+    swapped = {}
+    original = swap_encoders.apply_long_clip
+
+    def recording(pipe, source=None, **options):
+        result = original(pipe, source, **options)
+        swapped["encoder_2"] = result.text_encoder_2
+        return result
+
+    monkeypatch.setattr(swap_encoders, "apply_long_clip", recording)
+    argv = ["generate", "--pipeline", str(tmp_path / "sdxl"), "--long-clip", str(tmp_path / "long_l")]
+    argv += ["--long-clip-g", str(trained_g), "--prompt", PROMPT, "--steps", "1", "--height", "64", "--width", "64"]
+    assert cli([*argv, "--device", "cpu", "--out", str(tmp_path / "image.png")]) == 0
+    assert (tmp_path / "image.png").is_file()
+    reference = load_text_encoder(trained_g, with_projection=True).state_dict()
+    assert all(
+        torch.equal(swapped["encoder_2"].state_dict()[k], v.to(swapped["encoder_2"].dtype))
+        for k, v in reference.items()
+    )
+
+
+@pytest.mark.slow  # trains a tiny Long-CLIP-G first (seconds)
+def test_the_gradio_studio_loads_long_clip_g(trained_g, tmp_path):
+    from longclip_diffusers.demo.gradio_app import load_studio
+
+    pipe = tiny_sdxl_pipeline(bigg_shaped=True)
+    pipe.save_pretrained(tmp_path / "sdxl")
+    save_text_encoder(stretch_text_encoder(pipe.text_encoder), tmp_path / "long_l", tokenizer=pipe.tokenizer)
+    studio = load_studio(str(tmp_path / "sdxl"), str(tmp_path / "long_l"), device="cpu", long_clip_g=str(trained_g))
+    reference = load_text_encoder(trained_g, with_projection=True).state_dict()
+    encoder_2 = studio.long.text_encoder_2
+    assert all(torch.equal(encoder_2.state_dict()[k], v.to(encoder_2.dtype)) for k, v in reference.items())
+    assert studio.stock.text_encoder_2.config.max_position_embeddings == 77
+    assert str(trained_g) in studio.title
+
+
+@pytest.mark.slow  # trains a tiny Long-CLIP-G first (seconds)
+def test_the_comfyui_loaders_clip_g_slot_takes_long_clip_g_as_trained(trained_g):
+    from tests.test_comfyui_nodes import NODES_DIR, load_like_comfyui
+
+    nodes = load_like_comfyui(NODES_DIR)
+    loader = nodes.NODE_CLASS_MAPPINGS["LongCLIPTextEncoderLoader"]()
+    (encoder,) = loader.load(nodes.model_folders.TYPED_SOURCE, str(trained_g), "clip_g")
+    reference = load_text_encoder(trained_g, with_projection=True).state_dict()
+    assert encoder.positions == 248
+    assert all(torch.equal(encoder.model.state_dict()[k], v) for k, v in reference.items())
