@@ -71,4 +71,4 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size <= 0 or args.num_workers < 0:
         raise ValueError("--batch-size must be positive and --num-workers 0 or more")
-    return run_then_teardown(cache_image_features, args)
+    return run_then_teardown(lambda _: cache_image_features(args), args)

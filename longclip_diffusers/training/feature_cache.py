@@ -145,7 +145,7 @@ def cache_image_features(args: argparse.Namespace) -> Path:
     accelerator = Accelerator(cpu=cpu, mixed_precision=args.mixed_precision or ("no" if cpu else "bf16"))
     output = Path(args.output_dir)
     shard_set = ShardSet.open(args.data, accelerator.is_local_main_process) if is_shard_pattern(args.data) else None
-    records = None if shard_set is not None else read_records(args.data)
+    records = [] if shard_set is not None else read_records(args.data)
     model = load_clip_model(args.base_model, stretch=False).eval()
     manifest = CacheManifest(
         base_model=str(args.base_model),
@@ -219,7 +219,7 @@ def _start_or_resume(output: Path, manifest: CacheManifest, overwrite: bool) -> 
 class _Positioned(Dataset):
     """``(position, item)`` of a dataset, so a collated batch knows which samples it holds."""
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: ImageCaptionDataset):
         self.dataset = dataset
 
     def __len__(self) -> int:

@@ -66,9 +66,12 @@ def contrastive_backward(
 
     with torch.no_grad(), accelerator.autocast():
         outs = [features(*_take(inputs, rows)) for rows, real in chunks if real]
+    short = [o.short_text for o in outs if o.short_text is not None]
     leaves = ClipFeatures(
-        *(_leaf(torch.cat(parts)) if parts[0] is not None else None for parts in zip(*(o[:3] for o in outs))),
-        logit_scale=_leaf(outs[0].logit_scale),
+        _leaf(torch.cat([o.image for o in outs])),
+        _leaf(torch.cat([o.long_text for o in outs])),
+        _leaf(torch.cat(short)) if short else None,
+        _leaf(outs[0].logit_scale),
     )
     loss = _loss(loss_of, leaves, shards)
     loss.total.backward()
@@ -78,16 +81,16 @@ def contrastive_backward(
         with accelerator.no_sync(features) if not last else contextlib.nullcontext():
             with accelerator.autocast():
                 out = features(*_take(inputs, rows))
-            surrogate = sum(
-                (part * (leaf.grad[rows] if real else 0.0)).sum()
+            terms = [
+                (part * (_grad(leaf)[rows] if real else 0.0)).sum()
                 for part, leaf in zip(out[:3], leaves[:3])
-                if part is not None and part.requires_grad
-            )
+                if part is not None and leaf is not None and part.requires_grad
+            ]
             if last and out.logit_scale.requires_grad:
-                surrogate = surrogate + (out.logit_scale * leaves.logit_scale.grad).sum()
-            if torch.is_tensor(surrogate):
-                accelerator.backward(surrogate)
-    return PcmLoss(*(part.detach() if part is not None else None for part in loss))
+                terms.append((out.logit_scale * _grad(leaves.logit_scale)).sum())
+            if terms:
+                accelerator.backward(torch.stack(terms).sum())
+    return PcmLoss(loss.total.detach(), loss.long.detach(), loss.short.detach() if loss.short is not None else None)
 
 
 def _loss(loss_of: LossOfFeatures, out: ClipFeatures, shards: BatchShards) -> PcmLoss:
@@ -113,3 +116,8 @@ def _take(inputs: tuple, rows: slice) -> tuple:
 
 def _leaf(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().requires_grad_(True)
+
+
+def _grad(leaf: torch.Tensor) -> torch.Tensor:
+    """The gradient the loss left on a feature leaf (zero when the loss does not use it)."""
+    return leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)

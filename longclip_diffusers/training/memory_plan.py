@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from transformers import CLIPConfig, CLIPModel
+from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
 from ..conversion.openai_keys import OPENAI_CONTEXT_LENGTH, has_vision, infer_clip_config
 from ..errors import CheckpointError
@@ -112,7 +112,7 @@ class MemoryPlan:
             f"  reserve       {self.reserve_gib:8.2f} GiB  (CUDA context, allocator)",
             f"  total         {self.total_gib:8.2f} GiB",
         ]
-        if self.fits is not None:
+        if self.gpu_memory_gib is not None:
             margin = self.gpu_memory_gib - self.total_gib
             verdict = f"yes, {margin:.1f} GiB to spare" if self.fits else f"no, {-margin:.1f} GiB short"
             lines.append(f"fits {self.gpu_memory_gib:g} GiB: {verdict}")
@@ -163,7 +163,8 @@ def memory_plan(args: argparse.Namespace, config: CLIPConfig | None = None) -> M
     config = config or model_config(args.base_model)
     with torch.device("meta"):
         model = CLIPModel(config)
-    text_cfg, vision_cfg = config.text_config, config.vision_config
+    text_cfg: CLIPTextConfig = config.text_config  # type: ignore[assignment]
+    vision_cfg: CLIPVisionConfig = config.vision_config  # type: ignore[assignment]
     positions = text_cfg.max_position_embeddings
     if positions <= OPENAI_CONTEXT_LENGTH:
         positions = stretched_length(positions, args.keep, args.ratio)
@@ -188,7 +189,7 @@ def memory_plan(args: argparse.Namespace, config: CLIPConfig | None = None) -> M
         width=vision_cfg.hidden_size,
         mlp_width=vision_cfg.intermediate_size,
         layers=vision_cfg.num_hidden_layers,
-        tokens=(vision_cfg.image_size // vision_cfg.patch_size) ** 2 + 1,
+        tokens=(int(vision_cfg.image_size) // int(vision_cfg.patch_size)) ** 2 + 1,  # type: ignore[arg-type]
         parameters=vision_params,
         trainable=vision_params if trains_vision else 0,
         loaded=not cached,

@@ -94,7 +94,7 @@ def iter_tar_samples(path: str | os.PathLike, wanted: Callable[[int], bool] = la
     the member contents are read only for positions where ``wanted(position)`` (others give an
     empty dict, from their headers alone)."""
     with tarfile.open(path, mode="r:") as archive:
-        position, key, files = -1, None, {}
+        position, key, files = -1, None, {}  # type: tuple[int, str | None, dict[str, bytes]]
         for member in archive:
             if not member.isfile():
                 continue
@@ -287,7 +287,7 @@ def write_shards(
     is written atomically, so an interrupted run leaves only whole shards. Returns the shard paths."""
     if samples_per_shard < 1:
         raise ValueError(f"--samples-per-shard must be positive; got {samples_per_shard}")
-    records = read_records(data)
+    records = read_records(Path(data))
     root = Path(image_root) if image_root is not None else None
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 import os
+from typing import cast
 
 import torch
 from torch import nn
-from transformers import CLIPTextModelWithProjection
+from transformers import CLIPModel, CLIPTextConfig, CLIPTextModelWithProjection
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 
@@ -57,18 +58,21 @@ def load_text_only_clip(source: str | os.PathLike) -> TextOnlyClip:
     from ..io.loading import load_text_encoder
 
     encoder = load_text_encoder(source, with_projection=True, stretch=False)
+    if not isinstance(encoder, CLIPTextModelWithProjection):
+        raise TypeError(
+            f"{source} holds a {type(encoder).__name__}; the trainer needs a CLIP text tower with projection"
+        )
     return TextOnlyClip(encoder)
 
 
-def text_encoder_with_projection(model: nn.Module) -> CLIPTextModelWithProjection:
+def text_encoder_with_projection(model: TextOnlyClip | CLIPModel) -> CLIPTextModelWithProjection:
     """The text encoder with projection of a trained model: a :class:`TextOnlyClip`'s own, or
     one built from a ``CLIPModel``'s text tower and projection (sharing their tensors), for SDXL's
     ``text_encoder_2`` slot."""
     if isinstance(model, TextOnlyClip):
         return model.encoder
-    config = model.config.text_config.__class__(
-        **{**model.config.text_config.to_dict(), "projection_dim": model.config.projection_dim}
-    )
+    text = cast(CLIPTextConfig, model.config.text_config)
+    config = CLIPTextConfig(**{**text.to_dict(), "projection_dim": model.config.projection_dim})
     with torch.device("meta"):  # every module is replaced next: nothing to allocate or initialise
         encoder = CLIPTextModelWithProjection(config)
     encoder.text_model = model.text_model
