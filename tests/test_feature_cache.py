@@ -302,3 +302,16 @@ def test_the_cache_folder_is_written_only_after_the_arguments_are_checked(setup,
         == 1
     )
     assert not os.path.exists(tmp_path / "never")
+
+
+def test_dataloader_workers_read_the_cache_each_with_its_own_files(setup, cache16):
+    from torch.utils.data import DataLoader
+
+    root, captions = setup
+    records = read_records(captions)
+    dataset = CachedFeatureDataset(list(enumerate(records))[4:10], FeatureCache(cache16))
+    loaded = list(DataLoader(dataset, batch_size=None, num_workers=2, collate_fn=lambda item: item))
+    in_process = [dataset[i] for i in range(len(dataset))]
+    assert len(loaded) == 6
+    for got, expected in zip(loaded, in_process):
+        assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]

@@ -130,6 +130,14 @@ class _TrainingInput:
 
 
 def _training_input(args: argparse.Namespace, accelerator) -> _TrainingInput:
+    from accelerate.utils import DistributedType
+
+    if args.validation_size and accelerator.distributed_type == DistributedType.FSDP:
+        # validation runs on the main process alone, and a sharded model cannot run a forward there
+        raise ValueError(
+            "--validation-size runs on the main process only, which FSDP's sharded model cannot do; "
+            "drop it and evaluate the exported model (longclip-diffusers eval)"
+        )
     cache = FeatureCache(args.image_features) if args.image_features is not None else None
     processes = accelerator.num_processes
     if is_shard_pattern(args.data):
