@@ -50,8 +50,8 @@ from .memory_plan import MemoryPlan, memory_plan
 from .model_setup import freeze_leading_positions, merge_position_table, prepare_longclip_model, restore_export_layout
 from .records import CaptionRecord, first_sentence, read_records
 from .shards import ShardSet, ShardStream, write_shards
-from .text_encoding import encode_text, trim_to_longest
 from .text_only import TextOnlyClip, load_text_only_clip
+from .trimmed_text import encode_text, trim_to_longest
 
 __all__ = [
     "BatchShards",

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .text_encoding import encode_text
+from .trimmed_text import encode_text
 
 if TYPE_CHECKING:
     from transformers import CLIPModel
