@@ -1,12 +1,18 @@
-"""``apply_long_clip``: give an SD1.x or SDXL diffusers pipeline 248-token text encoders.
+"""``apply_long_clip``: give an SD1.x, SDXL, Flux.1 or SD3 diffusers pipeline 248-token CLIP
+text encoders.
 
 What changes, decided by the pipeline's components (:mod:`longclip_diffusers.drop_in.pipeline_kinds`):
 
-* the CLIP-L ``text_encoder`` (SD1.x, SDXL base) is replaced by the Long-CLIP encoder;
-* SDXL's OpenCLIP bigG ``text_encoder_2`` (base and refiner) is stretched with
-  knowledge-preserved stretching, no training (REFERENCE.md section 2); the pooled vector comes
-  from it. Every encoder then has 248 positions, the only mix that works (REFERENCE.md section 6);
-* the tokenizers read ``max_length`` tokens;
+* the CLIP-L ``text_encoder`` (SD1.x, SDXL base, Flux.1, SD3) is replaced by the Long-CLIP
+  encoder, with its text projection where the slot has one (SD3);
+* the OpenCLIP bigG ``text_encoder_2`` (SDXL base and refiner, SD3) is stretched with
+  knowledge-preserved stretching, no training (docs/stretching.md); SDXL's pooled vector comes
+  from it. Every CLIP encoder then has 248 positions, the only mix that works: SDXL and SD3
+  concatenate the two CLIPs' hidden states feature by feature, token by token
+  (docs/sdxl-recipes.md, docs/sd3-flux.md);
+* the CLIP tokenizers read ``max_length`` tokens, and so does ``pipe.tokenizer_max_length``,
+  which Flux and SD3 read once, in ``__init__`` (docs/sd3-flux.md). T5 and its
+  ``max_sequence_length`` are left as they are;
 * ``pipe.encode_prompt`` becomes a :class:`~longclip_diffusers.drop_in.encode_prompt.LongClipPromptEncoder`
   (recipe choice, ``clip_skip`` on transformers 5, a warning naming words past the limit).
 
@@ -59,27 +65,31 @@ def apply_long_clip(
     """Swap Long-CLIP text encoders into ``pipe`` (in place) and return it.
 
     Args:
-        pipe: a diffusers SD1.x, SDXL or SDXL-refiner pipeline of any task (text-to-image,
-            img2img, inpaint, ControlNet, ...).
-        source: the Long-CLIP-L encoder for the ``text_encoder`` slot: a ``CLIPTextModel`` (or a
-            TULIP ``TulipTextModel``, which has no position cap) or
-            anything :func:`~longclip_diffusers.load_text_encoder` takes (hub id, ``.pt`` /
-            ``.safetensors`` file, transformers directory). It is cast to the replaced encoder's
-            dtype and device. May be None for a refiner, or when ``text_encoder`` already has
+        pipe: a diffusers SD1.x, SDXL, SDXL-refiner, Flux.1 or SD3 / SD3.5 pipeline of any task
+            (text-to-image, img2img, inpaint, ControlNet, Fill, Kontext, ...).
+        source: the Long-CLIP-L encoder for the ``text_encoder`` slot: a ``CLIPTextModel``, or a
+            ``CLIPTextModelWithProjection`` for SD3's slot (or their TULIP counterparts, which
+            have no position cap), or anything :func:`~longclip_diffusers.load_text_encoder`
+            takes (hub id, ``.pt`` / ``.safetensors`` file, transformers directory; loaded with
+            projection where the slot has one). It is cast to the replaced encoder's dtype and
+            device. May be None for a refiner, or when ``text_encoder`` already has
             ``max_length`` positions (a pipeline saved after ``apply_long_clip``).
-        recipe: ``"standard"`` (diffusers' layers, what the UNet was trained on) or
-            ``"longclip"`` (the released Long-CLIP SDXL code); see :mod:`longclip_diffusers.drop_in.layer_recipes`.
-        max_length: tokens the tokenizers pass on (at most the encoders' positions).
+        recipe: ``"standard"`` (diffusers' layers, what the UNet or transformer was trained on)
+            or ``"longclip"`` (the released Long-CLIP SDXL code; not for SD3); see
+            :mod:`longclip_diffusers.drop_in.layer_recipes`.
+        max_length: tokens the CLIP tokenizers pass on (at most the encoders' positions).
         keep, ratio: knowledge-preserved stretching of ``text_encoder_2`` (Long-CLIP: 20, 4;
             ratio None fits a ``max_length`` above 248 exactly).
         **load_kwargs: passed to ``load_text_encoder`` (``cache_dir``, ...).
 
     Raises:
-        IncompatibleEncoderError: the pipeline has no CLIP text encoder, is already patched, or the
-            encoder does not fit (width, positions, vocabulary); the pipeline is left unchanged.
+        IncompatibleEncoderError: the pipeline has no CLIP text encoder, is already patched, the
+            recipe does not apply to it, or the encoder does not fit (width, projection,
+            positions, vocabulary); the pipeline is left unchanged.
     """
     check_recipe(recipe)
     slots = detect_slots(pipe)
+    check_recipe(recipe, slots.kind)
     _refuse_patched(pipe)
     for slot in slots.encoder_slots:
         _refuse_unmovable(pipe, slot)
@@ -95,21 +105,28 @@ def apply_long_clip(
         logger.info("%s has no CLIP-L text_encoder: only text_encoder_2 is stretched", type(pipe).__name__)
     for slot in slots.tokenizer_slots:
         replacements[slot] = tokenizer_at(getattr(pipe, slot), max_length)
-    _swap(pipe, slots, replacements, recipe)
+    _swap(pipe, slots, replacements, recipe, max_length)
     return pipe
 
 
-def _swap(pipe, slots: PipelineSlots, replacements: dict, recipe: str) -> None:
+def _swap(pipe, slots: PipelineSlots, replacements: dict, recipe: str, max_length: int) -> None:
     previous = {slot: getattr(pipe, slot) for slot in replacements}
+    # Flux and SD3 copy the tokenizer's length into this attribute once, in __init__, and pad
+    # both CLIP tokenizers' input to it (docs/sd3-flux.md)
+    previous_length = pipe.__dict__.get("tokenizer_max_length")
     offload_device = getattr(pipe, "_offload_device", None) if getattr(pipe, "_all_hooks", None) else None
     try:
         pipe.register_modules(**replacements)
+        if previous_length is not None:
+            pipe.tokenizer_max_length = max_length
         pipe.encode_prompt = LongClipPromptEncoder(pipe, slots, recipe)
         if offload_device is not None:
             # new modules need accelerate's hooks, in the pipeline's offload order
             pipe.enable_model_cpu_offload(device=offload_device)
     except BaseException:
         pipe.register_modules(**previous)
+        if previous_length is not None:
+            pipe.tokenizer_max_length = previous_length
         pipe.__dict__.pop("encode_prompt", None)
         if offload_device is not None:
             pipe.enable_model_cpu_offload(device=offload_device)
@@ -160,7 +177,13 @@ def _long_clip_encoder(pipe, slot: str, source, max_length: int, load_kwargs: di
     if isinstance(source, nn.Module):
         encoder = source
     else:
-        encoder = load_text_encoder(source, torch_dtype=parameter.dtype, device=parameter.device, **load_kwargs)
+        encoder = load_text_encoder(
+            source,
+            with_projection=hasattr(current, "text_projection"),
+            torch_dtype=parameter.dtype,
+            device=parameter.device,
+            **load_kwargs,
+        )
     _check_fits(pipe, slot, encoder, max_length)
     fitted = fit_encoder_length(encoder, max_length)
     if fitted is source and (parameter.dtype, parameter.device) != _placement(source):
@@ -178,18 +201,25 @@ def _placement(module: nn.Module) -> tuple:
 def _check_fits(pipe, slot: str, encoder: nn.Module, max_length: int) -> None:
     current = getattr(pipe, slot)
     accepted = drop_in_classes(current)
+    projection = hasattr(current, "text_projection")
     if not isinstance(encoder, accepted):
         raise IncompatibleEncoderError(
             f"{slot} takes a {' or '.join(cls.__name__ for cls in accepted)}, got a "
-            f"{type(encoder).__name__}; load the Long-CLIP text encoder without projection "
-            "(load_text_encoder(src, with_projection=False))"
+            f"{type(encoder).__name__}; load the Long-CLIP text encoder {'with' if projection else 'without'} "
+            f"projection (load_text_encoder(src, with_projection={projection}))"
         )
     width, slot_width = text_config(encoder).hidden_size, text_config(current).hidden_size
     if width != slot_width:
         raise IncompatibleEncoderError(
             f"the encoder is {width} wide but {slot} of this {type(pipe).__name__} is {slot_width} wide "
-            "(the UNet reads that width); SD1.x and SDXL take the CLIP-L sized Long-CLIP-L "
-            "(768 wide, BeichenZhang/LongCLIP-L), not Long-CLIP-B (512)"
+            "(the UNet or transformer reads that width); SD1.x, SDXL, Flux.1 and SD3 take the CLIP-L "
+            "sized Long-CLIP-L (768 wide, BeichenZhang/LongCLIP-L), not Long-CLIP-B (512)"
+        )
+    if projection and text_config(encoder).projection_dim != text_config(current).projection_dim:
+        raise IncompatibleEncoderError(
+            f"the encoder projects to {text_config(encoder).projection_dim} features but {slot} of this "
+            f"{type(pipe).__name__} to {text_config(current).projection_dim} (its pooled vector is read "
+            "at that width); use the CLIP-L sized Long-CLIP-L (BeichenZhang/LongCLIP-L, projection 768)"
         )
     positions = position_limit(encoder)
     if positions < max_length:
