@@ -12,12 +12,15 @@ filled in the embeddings diffusers would get wrong:
 Flux.1 and SD3 need nothing filled in: diffusers' own code reads the 248-token encoders once
 ``tokenizer_max_length`` is set (docs/sd3-flux.md).
 
-It also warns, naming the words, when a prompt runs past the CLIP encoders' length.
+It also warns, naming the words, when a prompt runs past the CLIP encoders' length. To callers
+that inspect it (diffusers' own tests read the parameters of ``pipe.encode_prompt``), it shows
+the pipeline's ``encode_prompt``: the same signature, name and docstring.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import warnings
 
@@ -29,7 +32,10 @@ from .pipeline_kinds import PipelineSlots
 
 
 class LongClipPromptEncoder:
-    """Callable replacing ``pipe.encode_prompt``; its presence marks a patched pipeline."""
+    """Callable replacing ``pipe.encode_prompt``; its presence marks a patched pipeline.
+
+    ``inspect.signature``, ``__name__``, ``__qualname__`` and ``__doc__`` are those of the
+    pipeline's bound ``encode_prompt`` (``__wrapped__``)."""
 
     def __init__(self, pipe, slots: PipelineSlots, recipe: str = "standard"):
         self.pipe = pipe
@@ -37,6 +43,8 @@ class LongClipPromptEncoder:
         self.recipe = check_recipe(recipe, slots.kind)
         self.original = type(pipe).encode_prompt.__get__(pipe)
         self.signature = inspect.signature(self.original)
+        functools.update_wrapper(self, self.original)
+        self.__signature__ = self.signature
 
     def __call__(self, *args, **kwargs):
         call = self.signature.bind(*args, **kwargs)
