@@ -14,6 +14,8 @@ from ..constants import (
     DEFAULT_RATIO,
     DEFAULT_TOKENIZER,
     DTYPE_NAMES,
+    PIPELINE_FAMILIES,
+    TINY_KINDS,
 )
 
 
@@ -93,12 +95,16 @@ def positive_ratio(text: str) -> float:
 
 
 def add_tiny_random(parser: argparse.ArgumentParser, purpose: str) -> None:
-    """``--tiny-random``: tiny random-weight models built in code instead of ``--pipeline`` and
-    ``--long-clip``."""
+    """``--tiny-random [KIND]``: a tiny random-weight pipeline of that family (``sd`` when no KIND
+    is given) built in code instead of ``--pipeline`` and ``--long-clip``."""
     parser.add_argument(
         "--tiny-random",
-        action="store_true",
-        help=f"use tiny random-weight models built in code (no download; images are noise): {purpose}",
+        nargs="?",
+        const=TINY_KINDS[0],
+        choices=TINY_KINDS,
+        metavar="KIND",
+        help="use a tiny random-weight pipeline built in code (no download; images are noise), "
+        f"KIND one of {', '.join(TINY_KINDS)} (default {TINY_KINDS[0]}): {purpose}",
     )
 
 
@@ -108,7 +114,8 @@ def add_model_sources(parser: argparse.ArgumentParser) -> None:
         "--pipeline",
         default=DEFAULT_PIPELINE,
         metavar="ID_OR_DIR",
-        help="diffusers SD1.5 or SDXL pipeline: hub id or local directory (default: %(default)s)",
+        help=f"diffusers {PIPELINE_FAMILIES} pipeline of any task: hub id or local directory; its "
+        "family is read from model_index.json before loading (default: %(default)s)",
     )
     parser.add_argument(
         "--long-clip",

@@ -32,6 +32,8 @@ from transformers import T5EncoderModel
 
 from ..compat import text_transformer
 from ..errors import IncompatibleEncoderError
+from ..io.loading import resolve_pipeline
+from .layer_recipes import check_recipe
 
 ENCODER_SLOTS = ("text_encoder", "text_encoder_2", "text_encoder_3")
 
@@ -141,6 +143,16 @@ def slots_from_model_index(folder: str | os.PathLike) -> PipelineSlots:
     classes = [_saved_class(index.get(slot)) for slot in ENCODER_SLOTS]
     roles = tuple(None if cls is None else _ROLE_OF_CLASS.get(cls, "other") for cls in classes)
     return _classify(index.get("_class_name", "the pipeline"), roles, classes)
+
+
+def supported_pipeline_folder(id_or_dir: str | os.PathLike, recipe: str = "standard") -> tuple[Path, PipelineSlots]:
+    """The local folder of the pipeline ``id_or_dir`` (:func:`~longclip_diffusers.io.loading.resolve_pipeline`)
+    and its slots, read from ``model_index.json``: a pipeline ``apply_long_clip`` cannot patch, or a
+    ``recipe`` its family does not take, fails here, before any weights are loaded."""
+    folder = resolve_pipeline(id_or_dir)
+    slots = slots_from_model_index(folder)
+    check_recipe(recipe, slots.kind)
+    return folder, slots
 
 
 def _saved_class(entry) -> str | None:
