@@ -28,7 +28,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from diffusers.schedulers import KarrasDiffusionSchedulers
-from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel, T5Tokenizer
 
 from .swap_encoders import apply_long_clip
 
@@ -89,7 +89,7 @@ class LongClipFluxPipeline(FluxPipeline):
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         text_encoder_2: T5EncoderModel,
-        tokenizer_2: T5TokenizerFast,
+        tokenizer_2: T5Tokenizer,
         transformer: FluxTransformer2DModel,
         image_encoder=None,
         feature_extractor=None,
@@ -114,7 +114,7 @@ class LongClipStableDiffusion3Pipeline(StableDiffusion3Pipeline):
         text_encoder_2: CLIPTextModelWithProjection,
         tokenizer_2: CLIPTokenizer,
         text_encoder_3: T5EncoderModel,
-        tokenizer_3: T5TokenizerFast,
+        tokenizer_3: T5Tokenizer,
         image_encoder=None,
         feature_extractor=None,
         long_clip=None,
