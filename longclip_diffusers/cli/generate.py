@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--negative-prompt",
         default=None,
-        help="what the image should not show (not read by Flux.1's distilled guidance)",
+        help="what the image should not show (ignored by Flux.1's distilled guidance)",
     )
     add_model_sources(parser)
     add_tiny_random(parser, "for trying the command end to end on any machine, offline")
@@ -95,7 +95,9 @@ def _load(args: argparse.Namespace):
     folder, slots = supported_pipeline_folder(args.pipeline, args.recipe)
     kind = slots.kind
     if kind == "flux" and args.negative_prompt:
-        print("note: Flux.1 does not read --negative-prompt (distilled guidance, no classifier-free pass)")
+        print(
+            "note: Flux.1 ignores --negative-prompt here (distilled guidance; diffusers reads it only with true_cfg_scale > 1)"
+        )
     device = args.device or default_device()
     dtype = inference_dtype(device)
     print(f"loading {args.pipeline} ({kind}) on {device} ({str(dtype).removeprefix('torch.')})")
