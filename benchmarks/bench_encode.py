@@ -63,7 +63,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
-from longclip_diffusers.drop_in.layer_recipes import sdxl_layer
+from longclip_diffusers.drop_in.layer_recipes import penultimate_layer, sdxl_layer
 from longclip_diffusers.io.atomic import atomic_write_file
 
 BOS, EOS, VOCAB = 49406, 49407, 49408
@@ -352,7 +352,7 @@ def sd3_encode(clip_l, bigg, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     """SD3's CLIP part: both encoders' penultimate layers side by side, both projections."""
     first = clip_l(input_ids=ids, output_hidden_states=True)
     second = bigg(input_ids=ids, output_hidden_states=True)
-    hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+    hidden = torch.cat([penultimate_layer(first.hidden_states), penultimate_layer(second.hidden_states)], dim=-1)
     return hidden, torch.cat([first.text_embeds, second.text_embeds], dim=-1)
 
 
