@@ -11,9 +11,14 @@ import torch
 from diffusers import StableDiffusion3Img2ImgPipeline, StableDiffusion3InpaintPipeline, StableDiffusion3Pipeline
 from pipeline_helpers import T5_TOKENS, sd3_embeds, tail_prompts, words
 
-from longclip_diffusers import apply_long_clip, long_clip_pair
+from longclip_diffusers import apply_long_clip, convert_tulip_checkpoint, long_clip_pair
 from longclip_diffusers.compat import text_transformer
-from longclip_diffusers.tiny import tiny_long_clip_encoder, tiny_sd3_pipeline
+from longclip_diffusers.tiny import (
+    tiny_clip_tokenizer,
+    tiny_long_clip_encoder,
+    tiny_sd3_pipeline,
+    tiny_tulip_state_dict,
+)
 
 IMAGE = {"num_inference_steps": 2, "height": 16, "width": 16, "max_sequence_length": T5_TOKENS, "output_type": "np"}
 
@@ -144,3 +149,22 @@ def test_words_past_248_are_named_in_a_warning(pipe):
         sd3_embeds(pipe, " ".join(words(300)))
     assert " ".join(words(300)[246:]) in str(caught[0].message)
     assert "T5 (text_encoder_3) still reads them" in str(caught[0].message)
+
+
+def test_tulip_with_projection_reads_300_tokens_and_text_encoder_2_is_stretched_to_match(pipe):
+    tokenizer = tiny_clip_tokenizer()
+    tulip = convert_tulip_checkpoint(
+        tiny_tulip_state_dict(width=32, seed=3),
+        kind="text_with_projection",
+        num_heads=2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    apply_long_clip(pipe, tulip, max_length=300)
+    assert pipe.tokenizer_max_length == pipe.tokenizer_2.model_max_length == 300
+    assert text_transformer(pipe.text_encoder_2).embeddings.position_embedding.num_embeddings == 300
+    first, second = tail_prompts(count=290, same=260)
+    (embeds, pooled), (embeds_2, pooled_2) = sd3_embeds(pipe, first), sd3_embeds(pipe, second)
+    assert embeds.shape == (1, 300 + T5_TOKENS, 96)
+    assert not torch.allclose(embeds[:, 261:292], embeds_2[:, 261:292])
+    assert not torch.allclose(pooled, pooled_2)
