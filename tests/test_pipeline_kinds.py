@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from diffusers import StableDiffusion3Pipeline
+from diffusers import FluxPipeline, StableDiffusion3Pipeline
 
 from longclip_diffusers import IncompatibleEncoderError
 from longclip_diffusers.drop_in.pipeline_kinds import detect_slots, slots_from_model_index
@@ -17,6 +17,7 @@ from longclip_diffusers.tiny import (
     tiny_sd_pipeline,
     tiny_sdxl_pipeline,
     tiny_sdxl_refiner_pipeline,
+    tiny_text_encoder,
 )
 
 #: kind -> (Long-CLIP slot, stretched slot, T5 slot, CLIP tokenizers)
@@ -76,3 +77,11 @@ def test_a_model_index_without_clip_encoders_is_refused(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(IncompatibleEncoderError, match="ChromaPipeline has no CLIP text encoder"):
         slots_from_model_index(tmp_path)
+
+
+def test_a_pipeline_with_an_unknown_mix_of_encoders_is_refused_naming_them():
+    pipe = FluxPipeline(**{**tiny_flux_pipeline().components, "text_encoder_2": tiny_text_encoder(seed=1)})
+    with pytest.raises(
+        IncompatibleEncoderError, match=r"\(text_encoder: CLIPTextModel, text_encoder_2: CLIPTextModel\)"
+    ):
+        detect_slots(pipe)
