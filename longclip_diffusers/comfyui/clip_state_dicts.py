@@ -2,7 +2,7 @@
 
 ComfyUI sizes a text encoder by its weights: a CLIP-L whose
 ``text_model.embeddings.position_embedding.weight`` has 248 rows becomes a Long-CLIP tower with
-a 248-token tokenizer (REFERENCE.md section 6), and current ComfyUI does the same for SDXL's
+a 248-token tokenizer (docs/comfyui.md), and current ComfyUI does the same for SDXL's
 clip_g. So Long-CLIP enters ComfyUI as state dicts in its layout (``text_model.*`` keys,
 ``text_projection.weight``, the layout of :func:`~longclip_diffusers.io.export.prefixed_state_dict`)
 handed to ``comfy.sd.load_text_encoder_state_dicts``: the Long-CLIP-L encoder in place of the

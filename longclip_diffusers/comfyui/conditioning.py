@@ -2,7 +2,7 @@
 
 ComfyUI passes text conditioning as a list of ``[cond, extras]`` pairs: ``cond`` is the UNet's
 cross-attention input ``[B, L, C]`` and ``extras`` a dict holding ``pooled_output`` ``[B, P]``
-and, for SDXL, the size fields ComfyUI's ``CLIPTextEncodeSDXL`` sets (REFERENCE.md section 6).
+and, for SDXL, the size fields ComfyUI's ``CLIPTextEncodeSDXL`` sets (docs/comfyui.md).
 The layers read are those of :mod:`longclip_diffusers.drop_in.layer_recipes`, as in a patched diffusers
 pipeline: SD1.x the last layer after the final LayerNorm; SDXL both encoders' penultimate layer
 (``"standard"``) or the last normalised one (``"longclip"``), concatenated on the feature axis,
@@ -60,7 +60,7 @@ def load_encoder_with_tokenizer(
     :func:`~longclip_diffusers.load_tokenizer`) reading ``length`` tokens.
 
     An absolute-position encoder with fewer positions (SDXL's OpenCLIP bigG at 77) is stretched
-    with knowledge-preserved stretching first, no training (REFERENCE.md section 2).
+    with knowledge-preserved stretching first, no training (docs/stretching.md).
     ``with_projection`` loads the projection SDXL pools from (the ``clip_g`` slot).
     """
     model = load_text_encoder(source, with_projection=with_projection, torch_dtype=torch_dtype, device=device)

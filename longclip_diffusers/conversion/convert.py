@@ -9,10 +9,12 @@ builds the model with the steps of :mod:`.model_building`, which TULIP's convers
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, cast
 
 import torch
-from transformers import CLIPModel, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from ..errors import InvalidArgumentError
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO, stretch_position_table
 from .model_building import ConvertKind, assign_all_weights, build_without_init, rename_to_model_keys
 from .openai_keys import (
@@ -27,6 +29,9 @@ from .openai_keys import (
 )
 from .read_checkpoint import as_state_dict, read_state_dict
 from .tulip_checkpoint import convert_tulip_checkpoint, is_tulip_state_dict
+
+if TYPE_CHECKING:
+    from ..tulip import TulipModel, TulipTextModel, TulipTextModelWithProjection
 
 _MODEL_CLASSES = {
     "full": CLIPModel,
@@ -44,7 +49,14 @@ def convert_checkpoint(
     bos_token_id: int = CLIP_BOS_TOKEN_ID,
     eos_token_id: int = CLIP_EOS_TOKEN_ID,
     tulip: bool | None = None,
-) -> CLIPModel | CLIPTextModel | CLIPTextModelWithProjection:
+) -> (
+    CLIPModel
+    | CLIPTextModel
+    | CLIPTextModelWithProjection
+    | TulipModel
+    | TulipTextModel
+    | TulipTextModelWithProjection
+):
     """Convert an OpenAI-layout checkpoint (a Long-CLIP ``.pt``/``.safetensors`` file, or a state
     dict already read) to a float32 transformers model in eval mode.
 
@@ -59,7 +71,7 @@ def convert_checkpoint(
     ``eos_token_id``, so it must be the tokenizer's end token.
     """
     if kind not in _MODEL_CLASSES:
-        raise ValueError(f"kind must be one of {', '.join(map(repr, _MODEL_CLASSES))}; got {kind!r}")
+        raise InvalidArgumentError(f"kind must be one of {', '.join(map(repr, _MODEL_CLASSES))}; got {kind!r}")
     if isinstance(source, (str, os.PathLike)):
         state_dict = read_state_dict(source)
     else:
@@ -69,10 +81,12 @@ def convert_checkpoint(
             state_dict, kind, num_heads=num_heads, bos_token_id=bos_token_id, eos_token_id=eos_token_id
         )
 
+    config: CLIPConfig | CLIPTextConfig
     if kind == "full":
         weights = openai_to_transformers(state_dict, vision=True)
         config = infer_clip_config(state_dict, num_heads, bos_token_id, eos_token_id)
-        text_config = config.text_config
+        # a built CLIPConfig holds a CLIPTextConfig (transformers also annotates the dict it takes)
+        text_config = cast(CLIPTextConfig, config.text_config)
     else:
         weights = openai_text_to_transformers(state_dict)
         config = text_config = infer_text_config(state_dict, "", num_heads, bos_token_id, eos_token_id)

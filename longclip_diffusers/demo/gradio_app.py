@@ -21,6 +21,7 @@ import argparse  # noqa: E402
 import inspect  # noqa: E402
 import logging  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
@@ -50,8 +51,10 @@ IMAGE_HEIGHT = 384
 class Studio:
     """The two pipelines (sharing UNet or transformer, VAE and scheduler config) and the page's defaults."""
 
-    stock: object
-    long: object
+    # Any: a diffusers pipeline's components (unet, tokenizer, ...) are attributes it registers at
+    # run time, which no static type lists
+    stock: Any
+    long: Any
     title: str
     random_weights: bool
     width: int
@@ -71,6 +74,8 @@ def load_studio(
     transformer, and VAE). ``pipeline`` may be any family ``apply_long_clip`` patches (SD1.5,
     SDXL, Flux.1, SD3), told from its ``model_index.json`` before loading; ``tiny_random`` names a
     tiny random family instead (True: SD)."""
+    stock: Any
+    long: Any
     if tiny_random:
         kind = tiny_random if isinstance(tiny_random, str) else "sd"
         stock, long = long_clip_pair(*tiny.tiny_pipeline_and_long_clip(kind))

@@ -1,6 +1,6 @@
 """Which hidden layer of a CLIP text encoder becomes the UNet's text conditioning.
 
-Two recipes (REFERENCE.md section 6):
+Two recipes (docs/sdxl-recipes.md):
 
 * ``"standard"``: what diffusers does and what each UNet was trained on. SD1.x reads the last
   layer after the final LayerNorm (``clip_skip=k``: layer ``-(k+1)`` then the final LayerNorm);
@@ -26,7 +26,7 @@ from torch import nn
 
 from ..compat import text_transformer
 from ..constants import RECIPES
-from ..errors import IncompatibleEncoderError
+from ..errors import IncompatibleEncoderError, InvalidArgumentError
 
 #: Pipeline kinds (:mod:`longclip_diffusers.drop_in.pipeline_kinds`) that take only the standard recipe.
 _STANDARD_ONLY = ("sd3",)
@@ -34,10 +34,10 @@ _STANDARD_ONLY = ("sd3",)
 
 def check_recipe(recipe: str, kind: str | None = None) -> str:
     """Return ``recipe`` if it is one of :data:`RECIPES` (and one a pipeline of ``kind`` takes),
-    else raise ``ValueError`` naming the choices (:class:`IncompatibleEncoderError` for a recipe
-    the pipeline kind does not take)."""
+    else raise :class:`InvalidArgumentError` naming the choices (:class:`IncompatibleEncoderError`
+    for a recipe the pipeline kind does not take)."""
     if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        raise InvalidArgumentError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     if recipe != "standard" and kind in _STANDARD_ONLY:
         raise IncompatibleEncoderError(
             f"recipe {recipe!r} is the released Long-CLIP SDXL read-out; SD3 pipelines take recipe='standard' "

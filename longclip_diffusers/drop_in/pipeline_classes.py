@@ -123,7 +123,14 @@ class LongClipStableDiffusion3Pipeline(StableDiffusion3Pipeline):
         _construct(self, StableDiffusion3Pipeline, locals())
 
 
-def _construct(pipe, parent: type, arguments: dict) -> None:
+def _construct(
+    pipe,
+    parent: type[StableDiffusionPipeline]
+    | type[StableDiffusionXLPipeline]
+    | type[FluxPipeline]
+    | type[StableDiffusion3Pipeline],
+    arguments: dict,
+) -> None:
     """Run ``parent.__init__`` with the ``__init__`` ``arguments`` of ``pipe`` (its ``locals()``),
     then record the recipe in the config and apply Long-CLIP.
 

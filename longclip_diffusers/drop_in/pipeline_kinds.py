@@ -31,7 +31,7 @@ from torch import nn
 from transformers import T5EncoderModel
 
 from ..compat import text_transformer
-from ..errors import IncompatibleEncoderError
+from ..errors import IncompatibleEncoderError, UnsupportedModelError
 from ..io.loading import resolve_pipeline
 from .layer_recipes import check_recipe
 
@@ -190,6 +190,6 @@ def is_text_encoder(model) -> bool:
     """Whether ``model`` has a CLIP-style text tower (see the module docstring)."""
     try:
         text_transformer(model)
-    except TypeError:
+    except UnsupportedModelError:
         return False
     return isinstance(model, nn.Module)
