@@ -98,3 +98,15 @@ def test_text_encoder_lora_after_the_swap_changes_the_248_token_encoding_and_sca
     assert not torch.allclose(read(encode(pipe, PROMPT)), before)
     torch.testing.assert_close(read(encode(pipe, PROMPT, lora_scale=0.0)), before)
     assert pipe.tokenizer_max_length == 248
+
+
+@pytest.mark.parametrize("kind", ["sd", "sdxl", "flux", "sd3"])
+def test_a_pipeline_derived_from_a_patched_one_with_lora_takes_apply_and_keeps_the_lora(tmp_path, kind):
+    """The README's flow: patch, load a LoRA, from_pipe to another task, apply again without a
+    source. Nothing is swapped (the encoders read 248 already), so the LoRA is no obstacle."""
+    encode = {"sd": sd_embeds, "sdxl": sdxl_embeds, "flux": flux_embeds, "sd3": sd3_embeds}[kind]
+    pipe = apply_long_clip(*tiny_pipeline_and_long_clip(kind))
+    pipe.load_lora_weights(_lora_file(pipe, tmp_path))
+    derived = apply_long_clip(type(pipe).from_pipe(pipe))
+    assert derived.text_encoder is pipe.text_encoder and derived.text_encoder.peft_config
+    torch.testing.assert_close(encode(derived, PROMPT), encode(pipe, PROMPT))

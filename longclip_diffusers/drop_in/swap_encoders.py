@@ -37,7 +37,7 @@ from torch import nn
 from ..compat import text_config
 from ..errors import IncompatibleEncoderError
 from ..io.loading import load_text_encoder
-from ..length.fit_length import fit_encoder_length, position_limit
+from ..length.fit_length import fit_encoder_length, position_limit, reads_length
 from ..length.stretching import DEFAULT_KEEP
 from ..length.tokens import LONG_LENGTH, tokenizer_at
 from ..length.weight_sharing import twin_sharing_weights
@@ -91,7 +91,7 @@ def apply_long_clip(
     slots = detect_slots(pipe)
     check_recipe(recipe, slots.kind)
     _refuse_patched(pipe)
-    for slot in slots.encoder_slots:
+    for slot in _slots_to_replace(pipe, slots, source, max_length):
         _refuse_unmovable(pipe, slot)
 
     replacements: dict[str, object] = {}
@@ -141,6 +141,21 @@ def _refuse_patched(pipe) -> None:
             "apply_long_clip works once per pipeline: to try another encoder or recipe, derive a "
             "fresh pipeline from the stock one (type(stock).from_pipe(stock)) and apply to that"
         )
+
+
+def _slots_to_replace(pipe, slots: PipelineSlots, source, max_length: int) -> list[str]:
+    """The encoder slots that get a new module: the CLIP-L slot when a source is given or its
+    encoder is too short, the stretched slot when its encoder is too short. An encoder that reads
+    ``max_length`` tokens already (a pipeline derived from, or saved after, a patched one) stays
+    in place with its LoRA adapters and offload hooks."""
+    replaced = []
+    if slots.long_clip_slot and (
+        source is not None or not reads_length(getattr(pipe, slots.long_clip_slot), max_length)
+    ):
+        replaced.append(slots.long_clip_slot)
+    if slots.stretched_slot and not reads_length(getattr(pipe, slots.stretched_slot), max_length):
+        replaced.append(slots.stretched_slot)
+    return replaced
 
 
 def _refuse_unmovable(pipe, slot: str) -> None:
