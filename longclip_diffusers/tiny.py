@@ -561,15 +561,16 @@ def tiny_tulip_state_dict(width: int = 64, layers: int = 2, embed_dim: int = 32,
     return state_dict
 
 
-def tiny_tulip_text_encoder(seed: int = 3, tokenizer: CLIPTokenizer | None = None):
-    """A tiny random TULIP ``TulipTextModel`` for the tiny pipelines' CLIP-L slot: 32 wide, 2 heads
-    of 16 (the width is not a multiple of 64), special ids of ``tokenizer``."""
+def tiny_tulip_text_encoder(seed: int = 3, tokenizer: CLIPTokenizer | None = None, with_projection: bool = False):
+    """A tiny random TULIP ``TulipTextModel`` (``...WithProjection``, projecting to 32, for SD3's
+    slot) for the tiny pipelines' CLIP-L slot: 32 wide, 2 heads of 16 (the width is not a
+    multiple of 64), special ids of ``tokenizer``."""
     from .conversion.tulip_checkpoint import convert_tulip_checkpoint
 
     tokenizer = tokenizer or tiny_clip_tokenizer()
     return convert_tulip_checkpoint(
         tiny_tulip_state_dict(width=32, seed=seed, vocab_size=len(tokenizer)),
-        kind="text",
+        kind="text_with_projection" if with_projection else "text",
         num_heads=2,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

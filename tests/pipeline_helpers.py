@@ -16,6 +16,8 @@ from longclip_diffusers.tiny import (
 #: T5 tokens the Flux and SD3 helpers ask for: the tests look at the CLIP side, and T5 at its
 #: default length (512 / 256) only costs time.
 T5_TOKENS = 16
+#: A quick image from a tiny Flux or SD3 pipeline.
+IMAGE = {"num_inference_steps": 2, "height": 16, "width": 16, "max_sequence_length": T5_TOKENS, "output_type": "np"}
 
 
 def words(count: int, offset: int = 0) -> list[str]:

@@ -8,17 +8,14 @@ import numpy as np
 import pytest
 import torch
 from diffusers import FluxImg2ImgPipeline, FluxInpaintPipeline, FluxKontextPipeline, FluxPipeline
-from pipeline_helpers import T5_TOKENS, flux_embeds, tail_prompts, words
+from pipeline_helpers import IMAGE, T5_TOKENS, flux_embeds, tail_prompts, words
 
-from longclip_diffusers import apply_long_clip, convert_tulip_checkpoint, long_clip_pair
+from longclip_diffusers import apply_long_clip, long_clip_pair
 from longclip_diffusers.tiny import (
-    tiny_clip_tokenizer,
     tiny_flux_pipeline,
     tiny_long_clip_encoder,
-    tiny_tulip_state_dict,
+    tiny_tulip_text_encoder,
 )
-
-IMAGE = {"num_inference_steps": 2, "height": 16, "width": 16, "max_sequence_length": T5_TOKENS, "output_type": "np"}
 
 
 @pytest.fixture
@@ -133,14 +130,7 @@ def test_words_past_248_are_named_in_a_warning_that_says_t5_still_reads_them(pip
 
 
 def test_tulip_reads_300_tokens_in_the_pooled_vector(pipe):
-    tokenizer = tiny_clip_tokenizer()
-    tulip = convert_tulip_checkpoint(
-        tiny_tulip_state_dict(width=32, seed=3),
-        kind="text",
-        num_heads=2,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    tulip = tiny_tulip_text_encoder()
     apply_long_clip(pipe, tulip, max_length=300)
     assert pipe.tokenizer.model_max_length == pipe.tokenizer_max_length == 300
     first, second = tail_prompts(count=290, same=260)

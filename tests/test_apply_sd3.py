@@ -9,18 +9,15 @@ import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusion3Img2ImgPipeline, StableDiffusion3InpaintPipeline, StableDiffusion3Pipeline
-from pipeline_helpers import T5_TOKENS, sd3_embeds, tail_prompts, words
+from pipeline_helpers import IMAGE, T5_TOKENS, sd3_embeds, tail_prompts, words
 
-from longclip_diffusers import apply_long_clip, convert_tulip_checkpoint, long_clip_pair
+from longclip_diffusers import apply_long_clip, long_clip_pair
 from longclip_diffusers.compat import text_transformer
 from longclip_diffusers.tiny import (
-    tiny_clip_tokenizer,
     tiny_long_clip_encoder,
     tiny_sd3_pipeline,
-    tiny_tulip_state_dict,
+    tiny_tulip_text_encoder,
 )
-
-IMAGE = {"num_inference_steps": 2, "height": 16, "width": 16, "max_sequence_length": T5_TOKENS, "output_type": "np"}
 
 
 @pytest.fixture
@@ -152,14 +149,7 @@ def test_words_past_248_are_named_in_a_warning(pipe):
 
 
 def test_tulip_with_projection_reads_300_tokens_and_text_encoder_2_is_stretched_to_match(pipe):
-    tokenizer = tiny_clip_tokenizer()
-    tulip = convert_tulip_checkpoint(
-        tiny_tulip_state_dict(width=32, seed=3),
-        kind="text_with_projection",
-        num_heads=2,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    tulip = tiny_tulip_text_encoder(with_projection=True)
     apply_long_clip(pipe, tulip, max_length=300)
     assert pipe.tokenizer_max_length == pipe.tokenizer_2.model_max_length == 300
     assert text_transformer(pipe.text_encoder_2).embeddings.position_embedding.num_embeddings == 300
