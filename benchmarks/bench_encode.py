@@ -1,4 +1,5 @@
-"""What 248 tokens cost: SDXL prompt encoding at real encoder sizes, and one UNet block.
+"""What 248 tokens cost: SDXL, Flux.1 and SD3 prompt encoding at real encoder sizes, one SDXL
+UNet block and one SD3 MMDiT block.
 
 Random weights at the real shapes (no download): SDXL's CLIP-L text encoder (768 wide, 12 layers,
 123M parameters) and OpenCLIP bigG text encoder with projection (1280 wide, 32 layers, 20 heads,
@@ -21,6 +22,22 @@ deepest level (1280 channels, 20 heads x 64, GEGLU MLP, cross-attention from 204
 the latent is 128 x 128 and that level is 32 x 32 = 1024 tokens. It runs at batch 2 (CFG) with a
 77-, 248- and 308-token context.
 
+Flux.1 and SD3 (``--parts flux_sd3``): Flux's CLIP-L pass gives only the pooled vector (a
+``CLIPTextModel`` pass, here the text tower of a ``CLIPTextModelWithProjection``: the same
+compute), SD3's is CLIP-L with projection and bigG, penultimate layers side by side and both
+projections (docs/sd3-flux.md). Each is timed stock (77 tokens) and Long-CLIP (248), Flux at
+batch 1 (distilled guidance, one pass), SD3 at batch 2 (classifier-free guidance). T5-XXL, which
+Long-CLIP leaves alone, is in the totals as an estimate: one T5-XXL encoder layer at the real
+dims (4096 wide, 64 heads x 64, gated-GELU MLP 10240) is timed at Flux's 512 tokens and SD3's
+256, and multiplied by its 24 layers (the full 4.7B-parameter encoder does not fit a small
+machine's memory in float32). Ratios are given with and without T5.
+
+The SD3 transformer (``--parts mmdit``): one diffusers ``JointTransformerBlock`` at the real dims
+of SD3 Medium (1536 wide, 24 heads) and SD3.5 Large (2432 wide, 38 heads, RMS qk-norm), at
+1024 px (latent 128 x 128, patch 2: 4096 image tokens), batch 2, with the text sequence of stock
+SD3 (77 CLIP + 256 T5 = 333 tokens) and of Long-CLIP (248 + 256 = 504). The transformer runs 24
+(Medium) or 38 (Large) such blocks every step.
+
 Times are medians of ``--repeats`` timed runs after ``--warmup`` runs: wall seconds, and on
 CPU also the process's CPU seconds (the steadier figure on a shared machine). Peak memory is the
 extra memory a run needs on top of the loaded weights: on CUDA from the allocator's peak, on
@@ -28,6 +45,7 @@ Linux CPUs from the process's resident high-water mark, reset before each case. 
 float16 on CUDA unless ``--dtype`` says otherwise.
 
     python benchmarks/bench_encode.py --json benchmarks/results/bench_encode_cpu.json
+    python benchmarks/bench_encode.py --parts flux_sd3 mmdit --json benchmarks/results/bench_encode_flux_sd3_cpu.json
     python benchmarks/bench_encode.py --device cuda --dtype bfloat16 --json OUT.json
 """
 
@@ -43,10 +61,10 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
 from longclip_diffusers.cli.options import device_name
-from longclip_diffusers.drop_in.layer_recipes import sdxl_layer
+from longclip_diffusers.drop_in.layer_recipes import penultimate_layer, sdxl_layer
 from longclip_diffusers.io.atomic import atomic_write_file
 
 BOS, EOS, VOCAB = 49406, 49407, 49408
@@ -54,6 +72,16 @@ CLIP_LENGTH, LONG_LENGTH = 77, 248
 CHUNK_CONTENT = CLIP_LENGTH - 2
 PROMPT_CONTENT = LONG_LENGTH - 2
 UNET_TOKENS, UNET_DIM, UNET_HEADS, UNET_CROSS_DIM = 32 * 32, 1280, 20, 2048
+#: T5-XXL (T5 v1.1 XXL, the T5 of Flux.1 and SD3): 24 layers of these dims.
+T5_LAYERS, T5_VOCAB = 24, 32128
+T5_LENGTH = {"flux": 512, "sd3": 256}  # diffusers' default max_sequence_length of each family
+#: SD3's MMDiT at 1024 px: latent 128 x 128 in patches of 2.
+MMDIT_IMAGE_TOKENS = (1024 // 8 // 2) ** 2
+MMDIT_SIZES = {
+    "sd3_medium": {"dim": 1536, "heads": 24, "qk_norm": None, "blocks": 24},
+    "sd3.5_large": {"dim": 2432, "heads": 38, "qk_norm": "rms_norm", "blocks": 38},
+}
+PARTS = ("sdxl", "unet", "flux_sd3", "mmdit")
 
 
 def encoder_configs() -> dict[str, CLIPTextConfig]:
@@ -301,6 +329,121 @@ def bench_unet_block(device, dtype, warmup, repeats, memory) -> dict:
     }
 
 
+def t5_layer(device: torch.device, dtype: torch.dtype) -> T5EncoderModel:
+    """A one-layer T5-XXL encoder (embedding, one block, final norm) at the real dims."""
+    config = T5Config(
+        vocab_size=T5_VOCAB,
+        d_model=4096,
+        d_ff=10240,
+        d_kv=64,
+        num_heads=64,
+        num_layers=1,
+        feed_forward_proj="gated-gelu",
+    )
+    torch.manual_seed(0)
+    return T5EncoderModel(config).to(device, dtype).eval()
+
+
+def flux_encode(clip_l, ids: torch.Tensor) -> torch.Tensor:
+    """Flux's CLIP-L pass: the pooled output only (diffusers reads ``pooler_output``)."""
+    return clip_l.text_model(input_ids=ids).pooler_output
+
+
+def sd3_encode(clip_l, bigg, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SD3's CLIP part: both encoders' penultimate layers side by side, both projections."""
+    first = clip_l(input_ids=ids, output_hidden_states=True)
+    second = bigg(input_ids=ids, output_hidden_states=True)
+    hidden = torch.cat([penultimate_layer(first.hidden_states), penultimate_layer(second.hidden_states)], dim=-1)
+    return hidden, torch.cat([first.text_embeds, second.text_embeds], dim=-1)
+
+
+def bench_flux_sd3(device, dtype, warmup, repeats, memory) -> dict:
+    configs = encoder_configs()
+    torch.manual_seed(0)
+    clip_l = CLIPTextModelWithProjection(configs["clip_l"]).to(device, dtype).eval()
+    bigg = CLIPTextModelWithProjection(configs["bigg"]).to(device, dtype).eval()
+    t5 = t5_layer(device, dtype)
+    generator = torch.Generator().manual_seed(3)
+    t5_cases = {}
+    for family, batch in (("flux", 1), ("sd3", 2)):
+        ids = torch.randint(0, T5_VOCAB, (batch, T5_LENGTH[family]), generator=generator).to(device)
+        t5(input_ids=ids[:, :8])  # set-up pass
+        result = timed(lambda ids=ids: t5(input_ids=ids), device, warmup, repeats, memory)
+        t5_cases[family] = {"tokens": T5_LENGTH[family], "batch": batch, "one_layer": result}
+        _log(f"T5-XXL one layer, {family} ({T5_LENGTH[family]} tokens, batch {batch}): {result}")
+    cases = []
+    for family, batch in (("flux", 1), ("sd3", 2)):
+        windows = prompt_inputs(batch, device)
+        for mode in ("a_stock_77", "b_longclip_248"):
+            (ids,) = windows[mode]
+            if family == "flux":
+                result = timed(lambda ids=ids: flux_encode(clip_l, ids), device, warmup, repeats, memory)
+            else:
+                result = timed(lambda ids=ids: sd3_encode(clip_l, bigg, ids), device, warmup, repeats, memory)
+            cases.append({"family": family, "mode": mode, "batch": batch, "clip_tokens": ids.shape[1], "clip": result})
+            _log(f"{family} CLIP {mode} batch {batch}: {result}")
+    ratios = {}
+    for family in ("flux", "sd3"):
+        for clock in _clocks(device):
+            t5_total = T5_LAYERS * t5_cases[family]["one_layer"][clock]
+            clip = {c["mode"]: c["clip"][clock] for c in cases if c["family"] == family}
+            ratios[f"{family}_{clock}"] = {
+                "clip_only_b_over_a": round(clip["b_longclip_248"] / clip["a_stock_77"], 3),
+                "t5_estimate": round(t5_total, 2),
+                "with_t5_b_over_a": round((clip["b_longclip_248"] + t5_total) / (clip["a_stock_77"] + t5_total), 3),
+            }
+    return {
+        "encoder_parameters": {
+            "clip_l_text_with_projection": _params(clip_l),
+            "bigg_text_with_projection": _params(bigg),
+            "t5_xxl_one_layer_with_embedding": _params(t5),
+            "t5_xxl_layers": T5_LAYERS,
+        },
+        "t5": t5_cases,
+        "cases": cases,
+        "ratios": ratios,
+    }
+
+
+def bench_mmdit(device, dtype, warmup, repeats, memory) -> dict:
+    generator = torch.Generator().manual_seed(4)
+    sizes = {
+        name: _mmdit_size(name, size, generator, device, dtype, warmup, repeats, memory)
+        for name, size in MMDIT_SIZES.items()
+    }
+    return {"block": "diffusers JointTransformerBlock (joint attention over image + text, two MLPs)", "sizes": sizes}
+
+
+def _mmdit_size(name: str, size: dict, generator, device, dtype, warmup, repeats, memory) -> dict:
+    """One block of ``size`` at batch 2 with stock SD3's and Long-CLIP's text sequence."""
+    from diffusers.models.attention import JointTransformerBlock
+
+    torch.manual_seed(0)
+    dim = size["dim"]
+    block = JointTransformerBlock(
+        dim=dim, num_attention_heads=size["heads"], attention_head_dim=64, qk_norm=size["qk_norm"]
+    )
+    block = block.to(device, dtype).eval()
+    image = torch.randn(2, MMDIT_IMAGE_TOKENS, dim, generator=generator).to(device, dtype)
+    temb = torch.randn(2, dim, generator=generator).to(device, dtype)
+    block(image[:, :64], image[:, :8], temb)  # set-up pass
+    cases = []
+    for clip_tokens in (CLIP_LENGTH, LONG_LENGTH):
+        text_tokens = clip_tokens + T5_LENGTH["sd3"]
+        text = torch.randn(2, text_tokens, dim, generator=generator).to(device, dtype)
+        result = timed(lambda text=text: block(image, text, temb), device, warmup, repeats, memory)
+        cases.append({"clip_tokens": clip_tokens, "text_tokens": text_tokens, **result})
+        _log(f"MMDiT block {name}, text {text_tokens}: {result}")
+    return {
+        **size,
+        "parameters": _params(block),
+        "image_tokens": MMDIT_IMAGE_TOKENS,
+        "batch": 2,
+        "cases": cases,
+        "ratios": {clock: round(cases[1][clock] / cases[0][clock], 3) for clock in _clocks(device)},
+    }
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="OUT", help="write the results to this file")
@@ -315,6 +458,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         help="CPU threads (default: torch's); 1 avoids thread-barrier stalls on a CPU shared with other jobs",
     )
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="what to measure: SDXL text encoding, the SDXL UNet block, Flux.1 and SD3 text encoding, "
+        "the SD3 MMDiT block (default: all)",
+    )
     return parser.parse_args(argv)
 
 
@@ -328,9 +479,17 @@ def main(argv=None) -> dict:
     dtype = getattr(torch, args.dtype or ("float16" if device.type == "cuda" else "float32"))
     memory = PeakMemory(device)
     started = time.perf_counter()
+    parts: dict = {}
     with torch.inference_mode():
-        encoders, text_cases, ratios = bench_text(device, dtype, args.warmup, args.repeats, memory)
-        unet = bench_unet_block(device, dtype, args.warmup, args.repeats, memory)
+        if "sdxl" in args.parts:
+            encoders, text_cases, ratios = bench_text(device, dtype, args.warmup, args.repeats, memory)
+            parts.update(encoder_parameters=encoders, text_encoding=text_cases, ratios=ratios)
+        if "unet" in args.parts:
+            parts["unet_block"] = bench_unet_block(device, dtype, args.warmup, args.repeats, memory)
+        if "flux_sd3" in args.parts:
+            parts["flux_sd3_encoding"] = bench_flux_sd3(device, dtype, args.warmup, args.repeats, memory)
+        if "mmdit" in args.parts:
+            parts["mmdit_block"] = bench_mmdit(device, dtype, args.warmup, args.repeats, memory)
     results = {
         "command": "python benchmarks/bench_encode.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
@@ -340,10 +499,7 @@ def main(argv=None) -> dict:
         "warmup": args.warmup,
         "repeats": args.repeats,
         "prompt_content_tokens": PROMPT_CONTENT,
-        "encoder_parameters": encoders,
-        "text_encoding": text_cases,
-        "ratios": ratios,
-        "unet_block": unet,
+        **parts,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     print(report(results))
@@ -355,11 +511,21 @@ def main(argv=None) -> dict:
 
 
 def report(results: dict) -> str:
+    lines = [f"{results['device']}, {results['dtype']}, {results['threads']} threads"]
+    if "text_encoding" in results:
+        lines += _report_sdxl(results)
+    if "unet_block" in results:
+        lines += _report_unet(results["unet_block"])
+    if "flux_sd3_encoding" in results:
+        lines += _report_flux_sd3(results["flux_sd3_encoding"])
+    if "mmdit_block" in results:
+        lines += _report_mmdit(results["mmdit_block"])
+    return "\n".join(lines)
+
+
+def _report_sdxl(results: dict) -> list[str]:
     cpu = "cpu_seconds" in results["text_encoding"][0]
-    lines = [
-        f"{results['device']}, {results['dtype']}, {results['threads']} threads",
-        f"{'SDXL prompt encoding':<22}{'batch':>6}{'wall s':>9}{'cpu s':>9}{'peak MiB':>10}  context",
-    ]
+    lines = [f"{'SDXL prompt encoding':<22}{'batch':>6}{'wall s':>9}{'cpu s':>9}{'peak MiB':>10}  context"]
     for case in results["text_encoding"]:
         lines.append(
             f"{case['mode']:<22}{case['batch']:>6}{case['seconds']:>9.2f}"
@@ -368,8 +534,12 @@ def report(results: dict) -> str:
         )
     for name, ratio in results["ratios"].items():
         lines.append(f"{name}: b/a = {ratio['b_over_a']}, b/c = {ratio['b_over_c']}")
-    unet = results["unet_block"]
-    lines.append(f"UNet block ({unet['image_tokens']} image tokens, batch {unet['batch']})")
+    return lines
+
+
+def _report_unet(unet: dict) -> list[str]:
+    cpu = "cpu_seconds" in unet["cases"][0]
+    lines = [f"UNet block ({unet['image_tokens']} image tokens, batch {unet['batch']})"]
     for case in unet["cases"]:
         lines.append(
             f"  context {case['context_tokens']:>4}: {case['seconds']:.2f} s wall"
@@ -378,7 +548,44 @@ def report(results: dict) -> str:
         )
     for clock, ratio in unet["ratios"].items():
         lines.append(f"  {clock}: 248/77 = {ratio['248_over_77']}, 308/248 = {ratio['308_over_248']}")
-    return "\n".join(lines)
+    return lines
+
+
+def _report_flux_sd3(part: dict) -> list[str]:
+    lines = []
+    for family, t5 in part["t5"].items():
+        layer = t5["one_layer"]
+        lines.append(
+            f"T5-XXL one layer, {family}: {t5['tokens']} tokens, batch {t5['batch']}: {layer['seconds']:.2f} s wall"
+            + (f", {layer['cpu_seconds']:.2f} s cpu" if "cpu_seconds" in layer else "")
+        )
+    for case in part["cases"]:
+        clip = case["clip"]
+        lines.append(
+            f"{case['family']} CLIP {case['mode']} batch {case['batch']}: {clip['seconds']:.2f} s wall"
+            + (f", {clip['cpu_seconds']:.2f} s cpu" if "cpu_seconds" in clip else "")
+            + f", peak {_mib(clip['peak_mib'])} MiB"
+        )
+    for name, ratio in part["ratios"].items():
+        lines.append(
+            f"{name}: CLIP b/a = {ratio['clip_only_b_over_a']}, with T5 (~{ratio['t5_estimate']} s) "
+            f"b/a = {ratio['with_t5_b_over_a']}"
+        )
+    return lines
+
+
+def _report_mmdit(part: dict) -> list[str]:
+    lines = []
+    for name, size in part["sizes"].items():
+        lines.append(f"MMDiT block {name} ({size['dim']} wide, {size['image_tokens']} image tokens, batch 2)")
+        for case in size["cases"]:
+            lines.append(
+                f"  text {case['text_tokens']:>4}: {case['seconds']:.2f} s wall"
+                + (f", {case['cpu_seconds']:.2f} s cpu" if "cpu_seconds" in case else "")
+                + f", peak {_mib(case['peak_mib'])} MiB"
+            )
+        lines.append(f"  504/333: {size['ratios']}")
+    return lines
 
 
 def _mib(value: float | None) -> str:

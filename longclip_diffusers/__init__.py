@@ -74,6 +74,8 @@ _EXPORTS: dict[str, str] = {
     "RECIPES": ".drop_in.layer_recipes",
     "LongClipStableDiffusionPipeline": ".drop_in.pipeline_classes",
     "LongClipStableDiffusionXLPipeline": ".drop_in.pipeline_classes",
+    "LongClipFluxPipeline": ".drop_in.pipeline_classes",
+    "LongClipStableDiffusion3Pipeline": ".drop_in.pipeline_classes",
     # comfyui glue
     "EncoderWithTokenizer": ".comfyui.conditioning",
     "encode_sd15": ".comfyui.conditioning",
@@ -120,6 +122,8 @@ __all__ = [
     "InputNotFoundError",
     "InvalidArgumentError",
     "LongClipError",
+    "LongClipFluxPipeline",
+    "LongClipStableDiffusion3Pipeline",
     "LongClipStableDiffusionPipeline",
     "LongClipStableDiffusionXLPipeline",
     "MissingDependencyError",
@@ -223,7 +227,12 @@ if TYPE_CHECKING:
     from .conversion.read_checkpoint import read_state_dict
     from .conversion.tulip_checkpoint import convert_tulip_checkpoint
     from .drop_in.layer_recipes import RECIPES
-    from .drop_in.pipeline_classes import LongClipStableDiffusionPipeline, LongClipStableDiffusionXLPipeline
+    from .drop_in.pipeline_classes import (
+        LongClipFluxPipeline,
+        LongClipStableDiffusion3Pipeline,
+        LongClipStableDiffusionPipeline,
+        LongClipStableDiffusionXLPipeline,
+    )
     from .drop_in.swap_encoders import apply_long_clip, long_clip_pair
     from .errors import (
         CheckpointError,

@@ -38,6 +38,10 @@ DEFAULT_LONG_CLIP = "BeichenZhang/LongCLIP-L"
 
 #: Which hidden layers feed the UNet (:mod:`longclip_diffusers.drop_in.layer_recipes`).
 RECIPES: tuple[str, ...] = ("standard", "longclip")
+#: The pipeline families ``--tiny-random KIND`` builds in code (:mod:`longclip_diffusers.tiny`).
+TINY_KINDS: tuple[str, ...] = ("sd", "sdxl", "flux", "sd3")
+#: The families ``apply_long_clip`` patches, as the command line names them.
+PIPELINE_FAMILIES = "SD1.5, SDXL, Flux.1 or SD3 / SD3.5"
 
 #: Pipelines ``eval generation`` compares (:func:`longclip_diffusers.evaluation.generation.build_candidates`):
 #: stock (77 tokens), compel's 75-token chunks, Long-CLIP with each recipe, TULIP.

@@ -23,9 +23,13 @@ from transformers import (
     CLIPTextModelWithProjection,
     CLIPTokenizer,
     CLIPVisionConfig,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
 )
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from .errors import InvalidArgumentError
 from .length.stretching import stretch_text_encoder
 
 BOS_TOKEN = "<|startoftext|>"
@@ -331,11 +335,22 @@ def tiny_sd_pipeline(seed: int = 0):
     )
 
 
-def tiny_sd_pipeline_and_long_clip(seed: int = 0):
-    """A :func:`tiny_sd_pipeline` and a tiny stretched encoder for its ``text_encoder`` slot: what
-    ``generate --tiny-random`` and ``demo --tiny-random`` run."""
-    pipe = tiny_sd_pipeline(seed)
-    return pipe, stretch_text_encoder(tiny_text_encoder(tokenizer=pipe.tokenizer, seed=seed + 1))
+def tiny_pipeline_and_long_clip(kind: str = "sd", seed: int = 0):
+    """A tiny random pipeline of ``kind`` (``"sd"``, ``"sdxl"``, ``"flux"`` or ``"sd3"``) and a tiny
+    stretched encoder for its CLIP-L ``text_encoder`` slot (with projection where the slot has
+    one): what ``generate --tiny-random KIND`` and ``demo --tiny-random KIND`` run."""
+    builders = {
+        "sd": tiny_sd_pipeline,
+        "sdxl": tiny_sdxl_pipeline,
+        "flux": tiny_flux_pipeline,
+        "sd3": tiny_sd3_pipeline,
+    }
+    if kind not in builders:
+        raise InvalidArgumentError(f"unknown tiny pipeline kind {kind!r}; choose one of {', '.join(builders)}")
+    pipe = builders[kind](seed)
+    with_projection = hasattr(pipe.text_encoder, "text_projection")
+    encoder = tiny_text_encoder(with_projection, tokenizer=pipe.tokenizer, seed=seed + 1)
+    return pipe, stretch_text_encoder(encoder)
 
 
 def tiny_sdxl_pipeline(seed: int = 0, bigg_shaped: bool = False):
@@ -388,6 +403,128 @@ def tiny_sdxl_refiner_pipeline(seed: int = 0):
         force_zeros_for_empty_prompt=False,
         image_encoder=None,
         feature_extractor=None,
+    )
+
+
+def tiny_t5_tokenizer() -> T5Tokenizer:
+    """A T5 (unigram) tokenizer whose pieces are :data:`TINY_WORDS` (one token each) and the
+    lowercase letters; no extra ids, so its vocabulary is as small as its pieces."""
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces += [("\u2581" + word, -1.0) for word in dict.fromkeys(TINY_WORDS)]
+    pieces += [(char, -5.0) for char in "\u2581abcdefghijklmnopqrstuvwxyz,.'"]
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
+
+
+def tiny_t5_encoder(hidden_size: int = 32, seed: int = 0, tokenizer: T5Tokenizer | None = None) -> T5EncoderModel:
+    """A random ``T5EncoderModel`` shaped like ``hf-internal-testing/tiny-random-t5``, the T5 of
+    diffusers' Flux and SD3 fast tests (32 wide, 5 layers, 4 heads of 8, MLP 37), with the
+    vocabulary of ``tokenizer`` (:func:`tiny_t5_tokenizer`)."""
+    torch.manual_seed(seed)
+    tokenizer = tokenizer or tiny_t5_tokenizer()
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=hidden_size,
+        d_ff=37,
+        d_kv=8,
+        num_heads=4,
+        num_layers=5,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return T5EncoderModel(config).eval()
+
+
+def tiny_flux_pipeline(seed: int = 0):
+    """A random ``FluxPipeline`` at diffusers' fast-test size: a 32-wide CLIP-L ``text_encoder``
+    whose pooled output is the pooled conditioning, a 32-wide T5 ``text_encoder_2`` and a
+    one-double-block, one-single-block transformer."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        axes_dims_rope=[4, 4, 8],
+    )
+    tokenizer = tiny_clip_tokenizer()
+    tokenizer_2 = tiny_t5_tokenizer()
+    return FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=_tiny_flow_vae(latent_channels=1),
+        text_encoder=tiny_text_encoder(seed=seed, tokenizer=tokenizer),
+        tokenizer=tokenizer,
+        text_encoder_2=tiny_t5_encoder(seed=seed + 2, tokenizer=tokenizer_2),
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+        image_encoder=None,
+        feature_extractor=None,
+    )
+
+
+def tiny_sd3_pipeline(seed: int = 0):
+    """A random ``StableDiffusion3Pipeline`` at diffusers' fast-test size: two 32-wide CLIP
+    encoders with projection (pooled 32 + 32 = 64) and a one-block MMDiT.
+
+    One change from the fast test: T5 is 96 wide, not 32, so the CLIP part of ``prompt_embeds``
+    (32 + 32 features) is zero-padded to T5's width as at real size (768 + 1280 padded to 4096);
+    at 32 diffusers' padding would cut the second encoder's features off (docs/sd3-flux.md)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    torch.manual_seed(seed)
+    t5_width = 96
+    transformer = SD3Transformer2DModel(
+        sample_size=32,
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=t5_width,
+        pooled_projection_dim=64,
+        out_channels=4,
+    )
+    tokenizer = tiny_clip_tokenizer()
+    tokenizer_2 = tiny_clip_tokenizer(pad_token="!")
+    tokenizer_3 = tiny_t5_tokenizer()
+    return StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=_tiny_flow_vae(latent_channels=4),
+        text_encoder=tiny_text_encoder(True, seed=seed, tokenizer=tokenizer),
+        tokenizer=tokenizer,
+        text_encoder_2=tiny_text_encoder(True, seed=seed + 1, tokenizer=tokenizer_2),
+        tokenizer_2=tokenizer_2,
+        text_encoder_3=tiny_t5_encoder(t5_width, seed=seed + 2, tokenizer=tokenizer_3),
+        tokenizer_3=tokenizer_3,
+        image_encoder=None,
+        feature_extractor=None,
+    )
+
+
+def _tiny_flow_vae(latent_channels: int):
+    """The one-level VAE of diffusers' Flux and SD3 fast tests (scale factor 1)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
     )
 
 
@@ -519,15 +656,16 @@ def tiny_tulip_state_dict(width: int = 64, layers: int = 2, embed_dim: int = 32,
     return state_dict
 
 
-def tiny_tulip_text_encoder(seed: int = 3, tokenizer: CLIPTokenizer | None = None):
-    """A tiny random TULIP ``TulipTextModel`` for the tiny pipelines' CLIP-L slot: 32 wide, 2 heads
-    of 16 (the width is not a multiple of 64), special ids of ``tokenizer``."""
+def tiny_tulip_text_encoder(seed: int = 3, tokenizer: CLIPTokenizer | None = None, with_projection: bool = False):
+    """A tiny random TULIP ``TulipTextModel`` (``...WithProjection``, projecting to 32, for SD3's
+    slot) for the tiny pipelines' CLIP-L slot: 32 wide, 2 heads of 16 (the width is not a
+    multiple of 64), special ids of ``tokenizer``."""
     from .conversion.tulip_checkpoint import convert_tulip_checkpoint
 
     tokenizer = tokenizer or tiny_clip_tokenizer()
     return convert_tulip_checkpoint(
         tiny_tulip_state_dict(width=32, seed=seed, vocab_size=len(tokenizer)),
-        kind="text",
+        kind="text_with_projection" if with_projection else "text",
         num_heads=2,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

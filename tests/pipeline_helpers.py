@@ -6,10 +6,18 @@ from longclip_diffusers.io.export import save_text_encoder
 from longclip_diffusers.tiny import (
     TINY_WORDS,
     tiny_clip_tokenizer,
+    tiny_flux_pipeline,
     tiny_long_clip_encoder,
+    tiny_sd3_pipeline,
     tiny_sd_pipeline,
     tiny_sdxl_pipeline,
 )
+
+#: T5 tokens the Flux and SD3 helpers ask for: the tests look at the CLIP side, and T5 at its
+#: default length (512 / 256) only costs time.
+T5_TOKENS = 16
+#: A quick image from a tiny Flux or SD3 pipeline.
+IMAGE = {"num_inference_steps": 2, "height": 16, "width": 16, "max_sequence_length": T5_TOKENS, "output_type": "np"}
 
 
 def words(count: int, offset: int = 0) -> list[str]:
@@ -34,10 +42,37 @@ def sdxl_embeds(pipe, prompt, **options):
     return embeds, pooled
 
 
-def write_tiny_model_dirs(root):
-    """``root/sd`` and ``root/sdxl`` (tiny pipelines, ``save_pretrained``) and ``root/long-clip``
-    (a tiny Long-CLIP text encoder with its tokenizer), as users keep models on disk."""
-    tiny_sd_pipeline().save_pretrained(root / "sd")
-    tiny_sdxl_pipeline().save_pretrained(root / "sdxl")
+def flux_embeds(pipe, prompt, **options):
+    """``(prompt_embeds, pooled_prompt_embeds)`` of a Flux pipeline (T5 at :data:`T5_TOKENS`)."""
+    options.setdefault("max_sequence_length", T5_TOKENS)
+    embeds, pooled, _ = pipe.encode_prompt(prompt, device="cpu", **options)
+    return embeds, pooled
+
+
+def sd3_embeds(pipe, prompt, **options):
+    """``(prompt_embeds, pooled_prompt_embeds)`` of an SD3 pipeline, no guidance (T5 at
+    :data:`T5_TOKENS`)."""
+    options.setdefault("max_sequence_length", T5_TOKENS)
+    embeds, _, pooled, _ = pipe.encode_prompt(
+        prompt, None, None, device="cpu", do_classifier_free_guidance=False, **options
+    )
+    return embeds, pooled
+
+
+_BUILDERS = {"sd": tiny_sd_pipeline, "sdxl": tiny_sdxl_pipeline, "flux": tiny_flux_pipeline, "sd3": tiny_sd3_pipeline}
+
+
+def write_tiny_model_dirs(root, kinds=("sd", "sdxl")):
+    """``root/<kind>`` for each of ``kinds`` (tiny pipelines, ``save_pretrained``), ``root/long-clip``
+    (a tiny Long-CLIP text encoder with its tokenizer) and, with ``"sd3"``, ``root/long-clip-projection``
+    (the same with its text projection, as the released checkpoint has), as users keep models on disk."""
+    for kind in kinds:
+        _BUILDERS[kind]().save_pretrained(root / kind)
     save_text_encoder(tiny_long_clip_encoder(), root / "long-clip", tokenizer=tiny_clip_tokenizer())
+    if "sd3" in kinds:
+        save_text_encoder(
+            tiny_long_clip_encoder(with_projection=True),
+            root / "long-clip-projection",
+            tokenizer=tiny_clip_tokenizer(),
+        )
     return root

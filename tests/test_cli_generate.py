@@ -124,3 +124,66 @@ def test_an_offline_pipeline_hub_id_fails_with_the_download_to_make(model_dirs, 
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: ") and "hf download someone/sdxl-finetune" in err
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory):
+    return write_tiny_model_dirs(tmp_path_factory.mktemp("families"), kinds=("flux", "sd3"))
+
+
+@pytest.mark.parametrize("pipeline, long_clip", [("flux", "long-clip"), ("sd3", "long-clip-projection")])
+def test_generate_reads_flux_and_sd3_from_model_index_and_writes_the_image(
+    family_dirs, tmp_path, capsys, pipeline, long_clip
+):
+    out = tmp_path / "cat.png"
+    options = ["--pipeline", str(family_dirs / pipeline), "--long-clip", str(family_dirs / long_clip)]
+    common = ["--steps", "2", "--height", "16", "--width", "16", "--device", "cpu", "--out", str(out)]
+    assert main(["generate", "--prompt", PROMPT, *options, *common, "--compare"]) == 0
+    assert Image.open(out).size == (16, 16)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat-compare.png", "cat-stock.png", "cat.png"]
+    assert f"({pipeline}) on cpu" in capsys.readouterr().out
+
+
+def test_sd3_with_the_longclip_recipe_fails_before_loading(family_dirs, tmp_path, capsys):
+    options = ["--pipeline", str(family_dirs / "sd3"), "--long-clip", str(family_dirs / "long-clip-projection")]
+    code = main(["generate", "--prompt", "a cat", *options, "--recipe", "longclip", "--out", str(tmp_path / "x.png")])
+    captured = capsys.readouterr()
+    assert code == 1 and "SD3 pipelines take recipe='standard'" in captured.err
+    assert "loading" not in captured.out and not any(tmp_path.iterdir())
+
+
+def test_a_pipeline_family_without_clip_encoders_fails_before_loading(tmp_path, capsys):
+    folder = tmp_path / "chroma"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(
+        '{"_class_name": "ChromaPipeline", "text_encoder": ["transformers", "T5EncoderModel"]}'
+    )
+    code = main(["generate", "--prompt", "a cat", "--pipeline", str(folder), "--out", str(tmp_path / "x.png")])
+    assert code == 1 and "ChromaPipeline has no CLIP text encoder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["flux", "sd3"])
+def test_tiny_random_takes_a_pipeline_family(tmp_path, capsys, kind):
+    out = tmp_path / "cat.png"
+    assert (
+        main(
+            [
+                "generate",
+                "--prompt",
+                PROMPT,
+                "--tiny-random",
+                kind,
+                "--steps",
+                "2",
+                "--height",
+                "16",
+                "--width",
+                "16",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert Image.open(out).size == (16, 16)
+    assert f"tiny random models, a {kind} pipeline" in capsys.readouterr().out

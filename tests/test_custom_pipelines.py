@@ -8,12 +8,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import DiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import DiffusionPipeline, FluxPipeline, StableDiffusion3Pipeline, StableDiffusionXLPipeline
 from diffusers.utils import dynamic_modules_utils
-from pipeline_helpers import sdxl_embeds, write_tiny_model_dirs
+from pipeline_helpers import T5_TOKENS, flux_embeds, sd3_embeds, sdxl_embeds, write_tiny_model_dirs
 
-from longclip_diffusers import LongClipStableDiffusionPipeline, LongClipStableDiffusionXLPipeline
-from longclip_diffusers.tiny import tiny_long_clip_encoder
+from longclip_diffusers import (
+    IncompatibleEncoderError,
+    LongClipFluxPipeline,
+    LongClipStableDiffusion3Pipeline,
+    LongClipStableDiffusionPipeline,
+    LongClipStableDiffusionXLPipeline,
+)
+from longclip_diffusers.tiny import tiny_long_clip_encoder, tiny_sd3_pipeline
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 PROMPT = "a red cat sits under a tree near the river " * 12
@@ -21,7 +27,7 @@ PROMPT = "a red cat sits under a tree near the river " * 12
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
-    return write_tiny_model_dirs(tmp_path_factory.mktemp("models"))
+    return write_tiny_model_dirs(tmp_path_factory.mktemp("models"), kinds=("sd", "sdxl", "flux", "sd3"))
 
 
 @pytest.fixture(autouse=True)
@@ -94,3 +100,65 @@ def test_saved_long_clip_pipeline_reloads_through_the_custom_pipeline_file(dirs,
     assert reloaded.encode_prompt.recipe == "longclip"
     for got, want in zip(sdxl_embeds(reloaded, PROMPT), expected):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize(
+    "folder, file, class_name, long_clip, encode, rows",
+    [
+        ("flux", "long_clip_flux.py", "LongClipFluxPipeline", "long-clip", flux_embeds, T5_TOKENS),
+        (
+            "sd3",
+            "long_clip_sd3.py",
+            "LongClipStableDiffusion3Pipeline",
+            "long-clip-projection",
+            sd3_embeds,
+            248 + T5_TOKENS,
+        ),
+    ],
+)
+def test_flux_and_sd3_custom_pipeline_files_load_with_a_long_clip_folder(
+    dirs, folder, file, class_name, long_clip, encode, rows
+):
+    pipe = DiffusionPipeline.from_pretrained(
+        dirs / folder, custom_pipeline=str(PIPELINES / file), trust_remote_code=True, long_clip=str(dirs / long_clip)
+    )
+    assert type(pipe).__name__ == class_name
+    assert pipe.tokenizer.model_max_length == pipe.tokenizer_max_length == 248
+    assert encode(pipe, PROMPT)[0].shape[1] == rows
+    latents = pipe(
+        PROMPT, num_inference_steps=2, height=16, width=16, max_sequence_length=T5_TOKENS, output_type="latent"
+    ).images
+    assert torch.isfinite(latents).all()
+
+
+@pytest.mark.parametrize(
+    "cls, stock_cls, folder, long_clip, encode",
+    [
+        (LongClipFluxPipeline, FluxPipeline, "flux", "long-clip", flux_embeds),
+        (LongClipStableDiffusion3Pipeline, StableDiffusion3Pipeline, "sd3", "long-clip-projection", sd3_embeds),
+    ],
+    ids=["flux", "sd3"],
+)
+def test_flux_and_sd3_classes_save_reload_and_pair_with_the_stock_pipeline(
+    dirs, tmp_path, cls, stock_cls, folder, long_clip, encode
+):
+    pipe = cls.from_pretrained(dirs / folder, long_clip=str(dirs / long_clip))
+    expected = encode(pipe, PROMPT)
+    pipe.save_pretrained(tmp_path / "saved")
+    reloaded = cls.from_pretrained(tmp_path / "saved")
+    for got, want in zip(encode(reloaded, PROMPT), expected):
+        torch.testing.assert_close(got, want)
+    stock = stock_cls.from_pretrained(dirs / folder)
+    long = cls.from_pipe(stock, long_clip=str(dirs / long_clip))
+    assert long.transformer is stock.transformer and stock.tokenizer_max_length == 77
+    for got, want in zip(encode(long, PROMPT), expected):
+        torch.testing.assert_close(got, want)
+
+
+def test_sd3_class_refuses_the_longclip_recipe():
+    with pytest.raises(IncompatibleEncoderError, match="SD3 pipelines take recipe='standard'"):
+        LongClipStableDiffusion3Pipeline(
+            **tiny_sd3_pipeline().components,
+            long_clip=tiny_long_clip_encoder(with_projection=True),
+            long_clip_recipe="longclip",
+        )

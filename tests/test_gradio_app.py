@@ -135,7 +135,8 @@ def test_page_has_meter_controls_side_by_side_images_and_bounded_queue(app, stud
 
 def test_demo_command_defaults_to_localhost_without_share():
     args = build_parser().parse_args(["demo", "--tiny-random"])
-    assert (args.host, args.port, args.share, args.tiny_random) == ("127.0.0.1", 7860, False, True)
+    assert (args.host, args.port, args.share, args.tiny_random) == ("127.0.0.1", 7860, False, "sd")
+    assert build_parser().parse_args(["demo", "--tiny-random", "flux"]).tiny_random == "flux"
 
 
 def test_demo_command_launches_the_app_with_its_options(monkeypatch, app):
@@ -143,7 +144,7 @@ def test_demo_command_launches_the_app_with_its_options(monkeypatch, app):
     monkeypatch.setattr(app, "launch", launched.append)
     assert main(["demo", "--tiny-random", "--port", "9001", "--host", "0.0.0.0"]) == 0
     (args,) = launched
-    assert (args.port, args.host, args.tiny_random, args.share) == (9001, "0.0.0.0", True, False)
+    assert (args.port, args.host, args.tiny_random, args.share) == (9001, "0.0.0.0", "sd", False)
 
 
 def test_demo_command_without_gradio_names_the_extra_to_install(monkeypatch, capsys):
@@ -168,3 +169,21 @@ def test_long_side_reads_the_tail_of_the_prompt_the_stock_side_drops(studio):
 
     assert torch.equal(embeds(studio.stock, words), embeds(studio.stock, changed))
     assert not torch.allclose(embeds(studio.long, words), embeds(studio.long, changed))
+
+
+@pytest.mark.parametrize("kind", ["flux", "sd3"])
+def test_tiny_flux_and_sd3_studios_share_the_transformer_and_draw_both_images(app, kind):
+    studio = app.load_studio("unused", "unused", tiny_random=kind)
+    assert studio.long.transformer is studio.stock.transformer and studio.long.vae is studio.stock.vae
+    assert studio.stock.tokenizer_max_length == 77 and studio.long.tokenizer_max_length == 248
+    stock, long, _ = app.generate(studio, _prompt(150), "", 3, 2, 3.5, 16, 16)
+    assert stock.size == long.size == (16, 16)
+    assert stock.tobytes() != long.tobytes()
+
+
+def test_studio_reads_a_local_sd3_pipeline_with_its_own_defaults(app, tmp_path):
+    tiny.tiny_sd3_pipeline().save_pretrained(tmp_path / "sd3")
+    save_text_encoder(tiny.tiny_long_clip_encoder(with_projection=True), tmp_path / "longclip")
+    studio = app.load_studio(str(tmp_path / "sd3"), str(tmp_path / "longclip"), device="cpu")
+    assert type(studio.stock).__name__ == "StableDiffusion3Pipeline" and studio.long.tokenizer_max_length == 248
+    assert (studio.width, studio.height, studio.steps, studio.guidance) == (32, 32, 30, 7.0)

@@ -1,5 +1,5 @@
 """Textual-inversion embeddings and text-encoder LoRA load into a patched pipeline and change
-its 248-token embeddings; a LoRA scale reaches the clip_skip path too."""
+its 248-token embeddings (SD1.x, SDXL, Flux.1, SD3); a LoRA scale reaches the clip_skip path too."""
 
 from __future__ import annotations
 
@@ -7,14 +7,19 @@ import copy
 
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline
 from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig, get_peft_model_state_dict
-from pipeline_helpers import sd_embeds, sdxl_embeds
+from pipeline_helpers import flux_embeds, sd3_embeds, sd_embeds, sdxl_embeds
 from safetensors.torch import save_file
 
 from longclip_diffusers import IncompatibleEncoderError, apply_long_clip
-from longclip_diffusers.tiny import tiny_long_clip_encoder, tiny_sd_pipeline, tiny_sdxl_pipeline
+from longclip_diffusers.tiny import (
+    tiny_flux_pipeline,
+    tiny_long_clip_encoder,
+    tiny_pipeline_and_long_clip,
+    tiny_sd_pipeline,
+    tiny_sdxl_pipeline,
+)
 
 PROMPT = "a <tiny-style> cat sits under a tree"
 
@@ -26,7 +31,7 @@ def _lora_file(pipe, folder):
     projections = ["q_proj", "k_proj", "v_proj", "out_proj"]
     encoder.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=projections, init_lora_weights=False))
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(encoder))
-    StableDiffusionPipeline.save_lora_weights(folder, text_encoder_lora_layers=layers)
+    type(pipe).save_lora_weights(folder, text_encoder_lora_layers=layers)
     return folder
 
 
@@ -74,8 +79,34 @@ def test_lora_scale_applies_to_the_clip_skip_encoding(tmp_path):
     torch.testing.assert_close(sd_embeds(pipe, PROMPT, clip_skip=1, lora_scale=0.0), without)
 
 
-def test_lora_loaded_before_apply_is_refused_with_the_order_to_use(tmp_path):
-    pipe = tiny_sdxl_pipeline()
+@pytest.mark.parametrize("pipeline", [tiny_sdxl_pipeline, tiny_flux_pipeline], ids=["sdxl", "flux"])
+def test_lora_loaded_before_apply_is_refused_with_the_order_to_use(tmp_path, pipeline):
+    pipe = pipeline()
     pipe.load_lora_weights(_lora_file(pipe, tmp_path))
     with pytest.raises(IncompatibleEncoderError, match="load_lora_weights after it"):
         apply_long_clip(pipe, tiny_long_clip_encoder())
+
+
+@pytest.mark.parametrize("kind, read", [("flux", lambda e: e[1]), ("sd3", lambda e: e[0])], ids=["flux", "sd3"])
+def test_text_encoder_lora_after_the_swap_changes_the_248_token_encoding_and_scales(tmp_path, kind, read):
+    """Flux: the pooled vector; SD3: the embeddings. ``lora_scale=0`` turns the LoRA off, as diffusers
+    scales the text-encoder layers around its own encoding."""
+    encode = flux_embeds if kind == "flux" else sd3_embeds
+    pipe = apply_long_clip(*tiny_pipeline_and_long_clip(kind))
+    before = read(encode(pipe, PROMPT))
+    pipe.load_lora_weights(_lora_file(pipe, tmp_path))
+    assert not torch.allclose(read(encode(pipe, PROMPT)), before)
+    torch.testing.assert_close(read(encode(pipe, PROMPT, lora_scale=0.0)), before)
+    assert pipe.tokenizer_max_length == 248
+
+
+@pytest.mark.parametrize("kind", ["sd", "sdxl", "flux", "sd3"])
+def test_a_pipeline_derived_from_a_patched_one_with_lora_takes_apply_and_keeps_the_lora(tmp_path, kind):
+    """The README's flow: patch, load a LoRA, from_pipe to another task, apply again without a
+    source. Nothing is swapped (the encoders read 248 already), so the LoRA is no obstacle."""
+    encode = {"sd": sd_embeds, "sdxl": sdxl_embeds, "flux": flux_embeds, "sd3": sd3_embeds}[kind]
+    pipe = apply_long_clip(*tiny_pipeline_and_long_clip(kind))
+    pipe.load_lora_weights(_lora_file(pipe, tmp_path))
+    derived = apply_long_clip(type(pipe).from_pipe(pipe))
+    assert derived.text_encoder is pipe.text_encoder and derived.text_encoder.peft_config
+    torch.testing.assert_close(encode(derived, PROMPT), encode(pipe, PROMPT))

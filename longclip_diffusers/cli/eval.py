@@ -260,7 +260,9 @@ def _add_generation(tasks) -> None:
         choices=DTYPE_NAMES,
         help="the judge's weights' dtype (default: as saved; pipelines: float16 on a GPU)",
     )
-    add_tiny_random(parser, "tiny pipeline, encoders and judge, to try the command end to end; numbers mean nothing")
+    add_tiny_random(
+        parser, "tiny pipeline, encoders and judge, to try the command end to end; numbers mean nothing", kinds=("sd",)
+    )
     parser.set_defaults(func=run_generation)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..constants import RECIPES
+from ..constants import PIPELINE_FAMILIES, RECIPES
 from ..io.atomic import atomic_write_file, check_output_path
 from .options import add_model_sources, add_sampling_options, add_tiny_random
 
@@ -14,12 +14,16 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "generate",
         help="generate an image from a long prompt with Long-CLIP text encoders",
-        description="Load an SD1.5 or SDXL pipeline, swap in Long-CLIP text encoders (248 tokens) "
+        description=f"Load an {PIPELINE_FAMILIES} pipeline, swap in Long-CLIP text encoders (248 tokens) "
         "and write the image. --compare also writes the stock pipeline's image (same seed) and a "
         "side-by-side sheet. Runs on CUDA, MPS or CPU (float16 on a GPU).",
     )
     parser.add_argument("--prompt", required=True, help="the prompt (up to 246 tokens are read)")
-    parser.add_argument("--negative-prompt", default=None, help="what the image should not show")
+    parser.add_argument(
+        "--negative-prompt",
+        default=None,
+        help="what the image should not show (ignored by Flux.1's distilled guidance)",
+    )
     add_model_sources(parser)
     add_tiny_random(parser, "for trying the command end to end on any machine, offline")
     add_sampling_options(parser)
@@ -29,7 +33,8 @@ def register(subparsers) -> None:
         choices=RECIPES,
         default="standard",
         help="SDXL embedding recipe: diffusers' penultimate layers (standard) or the released "
-        "Long-CLIP code's normalised last layers (longclip) (default: %(default)s)",
+        "Long-CLIP code's normalised last layers (longclip); SD3 takes standard only, SD1.5 and "
+        "Flux.1 read the same either way (default: %(default)s)",
     )
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the first one available)")
     parser.add_argument("--out", required=True, type=Path, metavar="FILE.png", help="where to write the image")
@@ -86,19 +91,25 @@ def load_stock_and_long_clip(args: argparse.Namespace):
     if args.tiny_random:
         from .. import tiny
 
-        print("using tiny random models (no download; the image is noise)")
-        return tiny.tiny_sd_pipeline_and_long_clip()
+        print(f"using tiny random models, a {args.tiny_random} pipeline (no download; the image is noise)")
+        return tiny.tiny_pipeline_and_long_clip(args.tiny_random)
     from diffusers import DiffusionPipeline
 
     from ..devices import default_device, inference_dtype
-    from ..io.loading import resolve_pipeline, resolve_source
+    from ..drop_in.pipeline_kinds import supported_pipeline_folder
+    from ..io.loading import resolve_source
 
+    folder, slots = supported_pipeline_folder(args.pipeline, getattr(args, "recipe", "standard"))
+    kind = slots.kind
+    if kind == "flux" and args.negative_prompt:
+        print(
+            "note: Flux.1 ignores --negative-prompt here (distilled guidance; diffusers reads it only with true_cfg_scale > 1)"
+        )
     device = args.device or default_device()
     dtype = inference_dtype(device)
-    pipeline = resolve_pipeline(args.pipeline)
     resolve_source(args.long_clip)  # a wrong --long-clip fails now, not after the pipeline is loaded
-    print(f"loading {args.pipeline} on {device} ({str(dtype).removeprefix('torch.')})")
-    stock = DiffusionPipeline.from_pretrained(pipeline, torch_dtype=dtype).to(device)
+    print(f"loading {args.pipeline} ({kind}) on {device} ({str(dtype).removeprefix('torch.')})")
+    stock = DiffusionPipeline.from_pretrained(folder, torch_dtype=dtype).to(device)
     return stock, args.long_clip
 
 

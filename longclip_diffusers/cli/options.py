@@ -15,6 +15,8 @@ from ..constants import (
     DEFAULT_RATIO,
     DEFAULT_TOKENIZER,
     DTYPE_NAMES,
+    PIPELINE_FAMILIES,
+    TINY_KINDS,
 )
 
 
@@ -150,13 +152,17 @@ def device_name(text: str) -> str:
     return text
 
 
-def add_tiny_random(parser: argparse.ArgumentParser, purpose: str) -> None:
-    """``--tiny-random``: tiny random-weight models built in code instead of ``--pipeline`` and
-    ``--long-clip``."""
+def add_tiny_random(parser: argparse.ArgumentParser, purpose: str, kinds: tuple[str, ...] = TINY_KINDS) -> None:
+    """``--tiny-random [KIND]``: a tiny random-weight pipeline of that family (the first of
+    ``kinds`` when no KIND is given) built in code instead of ``--pipeline`` and ``--long-clip``."""
     parser.add_argument(
         "--tiny-random",
-        action="store_true",
-        help=f"use tiny random-weight models built in code (no download; images are noise): {purpose}",
+        nargs="?",
+        const=kinds[0],
+        choices=kinds,
+        metavar="KIND",
+        help="use a tiny random-weight pipeline built in code (no download; images are noise), "
+        f"KIND one of {', '.join(kinds)} (default {kinds[0]}): {purpose}",
     )
 
 
@@ -166,7 +172,8 @@ def add_model_sources(parser: argparse.ArgumentParser) -> None:
         "--pipeline",
         default=DEFAULT_PIPELINE,
         metavar="ID_OR_DIR",
-        help="diffusers SD1.5 or SDXL pipeline: hub id or local directory (default: %(default)s)",
+        help=f"diffusers {PIPELINE_FAMILIES} pipeline of any task: hub id or local directory; its "
+        "family is read from model_index.json before loading (default: %(default)s)",
     )
     parser.add_argument(
         "--long-clip",
@@ -188,7 +195,10 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> None:
     """``--steps``, ``--guidance``, ``--height`` and ``--width``: how each image is sampled."""
     parser.add_argument("--steps", type=int_at_least(1), default=30, help="denoising steps (default: %(default)s)")
     parser.add_argument(
-        "--guidance", type=guidance_scale, default=None, help="guidance scale (default: the pipeline's, 7.5 or 5.0)"
+        "--guidance",
+        type=guidance_scale,
+        default=None,
+        help="guidance scale (default: the pipeline's: 7.5 SD1.5, 5.0 SDXL, 3.5 Flux.1, 7.0 SD3)",
     )
     parser.add_argument(
         "--height", type=image_side, default=None, help="image height, a multiple of 8 (default: the model's)"

@@ -6,7 +6,7 @@
 
 Needs the ``[demo]`` extra (gradio); only ``longclip-diffusers demo`` imports this module. The page shows a live token meter (what a
 77-token encoder drops, what falls past 248), and Generate renders both images with the same
-seed from one UNet and VAE shared by the two pipelines.
+seed from one UNet (or Flux / SD3 transformer) and VAE shared by the two pipelines.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
+import inspect  # noqa: E402
 import logging  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
@@ -28,8 +29,8 @@ from diffusers import DiffusionPipeline  # noqa: E402
 
 from .. import tiny  # noqa: E402
 from ..devices import default_device, inference_dtype  # noqa: E402
+from ..drop_in.pipeline_kinds import supported_pipeline_folder  # noqa: E402
 from ..drop_in.swap_encoders import long_clip_pair  # noqa: E402
-from ..io.loading import resolve_pipeline  # noqa: E402
 from ..length.tokens import LONG_LENGTH, STOCK_LENGTH, token_report  # noqa: E402
 
 logger = logging.getLogger("longclip_diffusers.demo")
@@ -48,7 +49,7 @@ IMAGE_HEIGHT = 384
 
 @dataclass
 class Studio:
-    """The two pipelines (sharing UNet, VAE and scheduler config) and the page's defaults."""
+    """The two pipelines (sharing UNet or transformer, VAE and scheduler config) and the page's defaults."""
 
     # Any: a diffusers pipeline's components (unet, tokenizer, ...) are attributes it registers at
     # run time, which no static type lists
@@ -69,31 +70,41 @@ class Studio:
 def load_studio(
     pipeline: str,
     long_clip: str,
-    tiny_random: bool = False,
+    tiny_random: str | bool | None = None,
     device: str | None = None,
     long_clip_g: str | None = None,
 ) -> Studio:
-    """Load the stock pipeline once and derive the Long-CLIP one from it (shared UNet/VAE);
-    ``long_clip_g``, a trained Long-CLIP-G, takes SDXL's ``text_encoder_2`` slot instead of
-    stretching it."""
+    """Load the stock pipeline once and derive the Long-CLIP one from it (shared UNet or
+    transformer, and VAE). ``pipeline`` may be any family ``apply_long_clip`` patches (SD1.5,
+    SDXL, Flux.1, SD3), told from its ``model_index.json`` before loading; ``tiny_random`` names a
+    tiny random family instead (True: SD). ``long_clip_g``, a trained Long-CLIP-G, takes the bigG
+    ``text_encoder_2`` slot instead of stretching it."""
     stock: Any
     long: Any
     if tiny_random:
-        stock, long = long_clip_pair(*tiny.tiny_sd_pipeline_and_long_clip())
-        title = "tiny random SD pipeline + tiny stretched text encoder"
+        kind = tiny_random if isinstance(tiny_random, str) else "sd"
+        stock, long = long_clip_pair(*tiny.tiny_pipeline_and_long_clip(kind))
+        title = f"tiny random {kind} pipeline + tiny stretched text encoder"
         steps, guidance = 4, 5.0
     else:
+        folder, _ = supported_pipeline_folder(pipeline)
         device = device or default_device()
-        stock = DiffusionPipeline.from_pretrained(resolve_pipeline(pipeline), torch_dtype=inference_dtype(device)).to(
-            device
-        )
+        stock = DiffusionPipeline.from_pretrained(folder, torch_dtype=inference_dtype(device)).to(device)
         stock, long = long_clip_pair(stock, long_clip, text_encoder_2=long_clip_g)
         title = f"{pipeline} + {long_clip}" + (f" + {long_clip_g}" if long_clip_g else "")
-        steps, guidance = 30, 5.0 if hasattr(stock, "text_encoder_2") else 7.5
-    size = stock.unet.config.sample_size * stock.vae_scale_factor
+        steps, guidance = 30, inspect.signature(type(stock).__call__).parameters["guidance_scale"].default
+    size = default_image_size(stock)
     for pipe in (stock, long):
         pipe.set_progress_bar_config(disable=True)
-    return Studio(stock, long, title, tiny_random, size, size, steps, guidance)
+    return Studio(stock, long, title, bool(tiny_random), size, size, steps, guidance)
+
+
+def default_image_size(pipe) -> int:
+    """The side, in pixels, a pipeline draws by default: the UNet's sample size (SD, SDXL) or
+    the transformer pipeline's ``default_sample_size`` (Flux, SD3), times the VAE's scale."""
+    unet = getattr(pipe, "unet", None)
+    sample_size = unet.config.sample_size if unet is not None else pipe.default_sample_size
+    return sample_size * pipe.vae_scale_factor
 
 
 def token_meter(prompt: str, tokenizer) -> tuple[list[tuple[str, str | None]], str]:
@@ -193,7 +204,7 @@ def build_demo(studio: Studio):
         gr.Markdown(
             "# Long-CLIP prompt studio\n"
             f"Stock CLIP reads the first {STOCK_LENGTH} tokens of a prompt; Long-CLIP reads "
-            f"{LONG_LENGTH}. Both images below use the same seed, UNet and VAE.\n\n"
+            f"{LONG_LENGTH}. Both images below use the same seed, denoiser and VAE.\n\n"
             f"Models: `{studio.title}`"
         )
         if studio.random_weights:
@@ -222,8 +233,9 @@ def build_demo(studio: Studio):
             seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=2**32 - 1)
             steps = gr.Slider(1, 100, value=studio.steps, step=1, label="Steps")
             guidance = gr.Slider(0.0, 20.0, value=studio.guidance, step=0.5, label="Guidance")
-            width = gr.Slider(64, 2048, value=studio.width, step=8, label="Width")
-            height = gr.Slider(64, 2048, value=studio.height, step=8, label="Height")
+            smallest = min(64, studio.width, studio.height)  # a tiny random SD3 draws 32 px
+            width = gr.Slider(smallest, 2048, value=studio.width, step=8, label="Width")
+            height = gr.Slider(smallest, 2048, value=studio.height, step=8, label="Height")
         run = gr.Button("Generate", variant="primary", elem_id="generate")
         with gr.Row():
             stock_image = _result_image(f"Stock CLIP (first {STOCK_LENGTH} tokens)", "stock-image")

@@ -9,12 +9,18 @@ filled in the embeddings diffusers would get wrong:
   transformers 5's flat ``CLIPTextModel`` lacks (docs/sdxl-recipes.md);
 * SDXL with the ``"longclip"`` recipe (see :mod:`longclip_diffusers.drop_in.layer_recipes`).
 
-It also warns, naming the words, when a prompt runs past the encoders' length.
+Flux.1 and SD3 need nothing filled in: diffusers' own code reads the 248-token encoders once
+``tokenizer_max_length`` is set (docs/sd3-flux.md).
+
+It also warns, naming the words, when a prompt runs past the CLIP encoders' length. To callers
+that inspect it (diffusers' own tests read the parameters of ``pipe.encode_prompt``), it shows
+the pipeline's ``encode_prompt``: the same signature, name and docstring.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import warnings
 
@@ -26,14 +32,19 @@ from .pipeline_kinds import PipelineSlots
 
 
 class LongClipPromptEncoder:
-    """Callable replacing ``pipe.encode_prompt``; its presence marks a patched pipeline."""
+    """Callable replacing ``pipe.encode_prompt``; its presence marks a patched pipeline.
+
+    ``inspect.signature``, ``__name__``, ``__qualname__`` and ``__doc__`` are those of the
+    pipeline's bound ``encode_prompt`` (``__wrapped__``)."""
 
     def __init__(self, pipe, slots: PipelineSlots, recipe: str = "standard"):
         self.pipe = pipe
         self.slots = slots
-        self.recipe = check_recipe(recipe)
+        self.recipe = check_recipe(recipe, slots.kind)
         self.original = type(pipe).encode_prompt.__get__(pipe)
         self.signature = inspect.signature(self.original)
+        functools.update_wrapper(self, self.original)
+        self.__signature__ = self.signature
 
     def __call__(self, *args, **kwargs):
         call = self.signature.bind(*args, **kwargs)
@@ -43,7 +54,7 @@ class LongClipPromptEncoder:
         if self.slots.kind == "sd":
             if arguments.get("clip_skip") is not None:
                 self._fill_sd_clip_skip(arguments)
-        elif self.recipe == "longclip":
+        elif self.recipe == "longclip" and self.slots.kind in ("sdxl", "refiner"):
             self._fill_sdxl_longclip(arguments)
         return self.original(*call.args, **call.kwargs)
 
@@ -145,7 +156,7 @@ class LongClipPromptEncoder:
     def _warn_about_dropped_words(self, arguments: dict) -> None:
         tokenizer = getattr(self.pipe, self.slots.tokenizer_slots[0])
         texts = []
-        for name in ("prompt", "prompt_2", "negative_prompt", "negative_prompt_2"):
+        for name in self.slots.clip_prompts:
             value = arguments.get(name)
             texts += [t for t in _as_list(value) if t not in texts] if value else []
         for text in texts:
@@ -153,13 +164,25 @@ class LongClipPromptEncoder:
             if report.dropped:
                 words = " ".join(word.text for word in report.dropped)
                 warnings.warn(
-                    f"the prompt has {report.token_count} tokens; the text encoders read "
+                    f"the prompt has {report.token_count} tokens; the CLIP text encoders read "
                     f"{tokenizer.model_max_length - 2}, so these {len(report.dropped)} words are "
-                    f"dropped: '{words}'. Shorten the prompt, or encode it in {tokenizer.model_max_length}"
-                    "-token chunks with compel (CompelForSD / CompelForSDXL) and pass prompt_embeds.",
+                    f"dropped: '{words}'. {self._advice(tokenizer.model_max_length)}",
                     UserWarning,
                     stacklevel=3,
                 )
+
+    def _advice(self, length: int) -> str:
+        t5_slot = self.slots.t5_slot
+        if t5_slot is None:
+            return (
+                f"Shorten the prompt, or encode it in {length}-token chunks with compel "
+                "(CompelForSD / CompelForSDXL) and pass prompt_embeds."
+            )
+        if getattr(self.pipe, t5_slot, None) is None:
+            return "Shorten the prompt."
+        return f"T5 ({t5_slot}) still reads them, up to max_sequence_length tokens; only the CLIP " + (
+            "pooled vector misses them." if self.slots.kind == "flux" else "embeddings and pooled vector miss them."
+        )
 
 
 def _as_list(value) -> list:

@@ -11,6 +11,10 @@ Two recipes (docs/sdxl-recipes.md):
   same as the standard recipe.
 
 The pooled SDXL vector is the projected ``text_embeds`` of ``text_encoder_2`` in both recipes.
+
+Flux reads only the pooled output of its CLIP encoder, so the two recipes are the same there.
+SD3 takes the standard recipe only: diffusers' penultimate layers are what its MMDiT was trained
+on, and the released Long-CLIP code has no SD3 read-out to follow (docs/sd3-flux.md).
 """
 
 from __future__ import annotations
@@ -22,13 +26,23 @@ from torch import nn
 
 from ..compat import text_transformer
 from ..constants import RECIPES
-from ..errors import InvalidArgumentError
+from ..errors import IncompatibleEncoderError, InvalidArgumentError
+
+#: Pipeline kinds (:mod:`longclip_diffusers.drop_in.pipeline_kinds`) that take only the standard recipe.
+_STANDARD_ONLY = ("sd3",)
 
 
-def check_recipe(recipe: str) -> str:
-    """Return ``recipe`` if it is one of :data:`RECIPES`, else raise :class:`InvalidArgumentError` naming them."""
+def check_recipe(recipe: str, kind: str | None = None) -> str:
+    """Return ``recipe`` if it is one of :data:`RECIPES` (and one a pipeline of ``kind`` takes),
+    else raise :class:`InvalidArgumentError` naming the choices (:class:`IncompatibleEncoderError`
+    for a recipe the pipeline kind does not take)."""
     if recipe not in RECIPES:
         raise InvalidArgumentError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    if recipe != "standard" and kind in _STANDARD_ONLY:
+        raise IncompatibleEncoderError(
+            f"recipe {recipe!r} is the released Long-CLIP SDXL read-out; SD3 pipelines take recipe='standard' "
+            "(diffusers' penultimate layers, what the MMDiT was trained on; docs/sd3-flux.md)"
+        )
     return recipe
 
 

@@ -1,4 +1,4 @@
-"""SD and SDXL pipeline classes that take a Long-CLIP source at load time.
+"""SD, SDXL, Flux.1 and SD3 pipeline classes that take a Long-CLIP source at load time.
 
 They are the stock diffusers pipelines plus two ``__init__`` arguments, so every diffusers way
 of loading works and passes them through::
@@ -17,9 +17,19 @@ same file with ``trust_remote_code=True``); plain ``DiffusionPipeline.from_pretr
 
 from __future__ import annotations
 
-from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
 from diffusers.schedulers import KarrasDiffusionSchedulers
-from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel, T5Tokenizer
 
 from .swap_encoders import apply_long_clip
 
@@ -70,7 +80,60 @@ class LongClipStableDiffusionXLPipeline(StableDiffusionXLPipeline):
         _construct(self, StableDiffusionXLPipeline, locals())
 
 
-def _construct(pipe, parent: type[StableDiffusionPipeline] | type[StableDiffusionXLPipeline], arguments: dict) -> None:
+class LongClipFluxPipeline(FluxPipeline):
+    """``FluxPipeline`` with :func:`~longclip_diffusers.apply_long_clip` applied on construction
+    (``long_clip``: the Long-CLIP-L source for the CLIP ``text_encoder``; T5 is left alone).
+    ``long_clip_recipe`` is recorded; both recipes give Flux the same pooled vector."""
+
+    def __init__(
+        self,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        text_encoder_2: T5EncoderModel,
+        tokenizer_2: T5Tokenizer,
+        transformer: FluxTransformer2DModel,
+        image_encoder=None,
+        feature_extractor=None,
+        long_clip=None,
+        long_clip_recipe: str = "standard",
+    ):
+        _construct(self, FluxPipeline, locals())
+
+
+class LongClipStableDiffusion3Pipeline(StableDiffusion3Pipeline):
+    """``StableDiffusion3Pipeline`` (SD3 / SD3.5) with :func:`~longclip_diffusers.apply_long_clip`
+    applied on construction (``long_clip``: the Long-CLIP-L source, loaded with its projection;
+    ``text_encoder_2`` is stretched, T5 left alone; ``long_clip_recipe`` must be "standard")."""
+
+    def __init__(
+        self,
+        transformer: SD3Transformer2DModel,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModelWithProjection,
+        tokenizer: CLIPTokenizer,
+        text_encoder_2: CLIPTextModelWithProjection,
+        tokenizer_2: CLIPTokenizer,
+        text_encoder_3: T5EncoderModel,
+        tokenizer_3: T5Tokenizer,
+        image_encoder=None,
+        feature_extractor=None,
+        long_clip=None,
+        long_clip_recipe: str = "standard",
+    ):
+        _construct(self, StableDiffusion3Pipeline, locals())
+
+
+def _construct(
+    pipe,
+    parent: type[StableDiffusionPipeline]
+    | type[StableDiffusionXLPipeline]
+    | type[FluxPipeline]
+    | type[StableDiffusion3Pipeline],
+    arguments: dict,
+) -> None:
     """Run ``parent.__init__`` with the ``__init__`` ``arguments`` of ``pipe`` (its ``locals()``),
     then record the recipe in the config and apply Long-CLIP.
 

@@ -1,13 +1,19 @@
-"""``apply_long_clip``: give an SD1.x or SDXL diffusers pipeline 248-token text encoders.
+"""``apply_long_clip``: give an SD1.x, SDXL, Flux.1 or SD3 diffusers pipeline 248-token CLIP
+text encoders.
 
 What changes, decided by the pipeline's components (:mod:`longclip_diffusers.drop_in.pipeline_kinds`):
 
-* the CLIP-L ``text_encoder`` (SD1.x, SDXL base) is replaced by the Long-CLIP encoder;
-* SDXL's OpenCLIP bigG ``text_encoder_2`` (base and refiner) is replaced by a trained
+* the CLIP-L ``text_encoder`` (SD1.x, SDXL base, Flux.1, SD3) is replaced by the Long-CLIP
+  encoder, with its text projection where the slot has one (SD3);
+* the OpenCLIP bigG ``text_encoder_2`` (SDXL base and refiner, SD3) is replaced by a trained
   Long-CLIP-G encoder when one is given (``text_encoder_2=``), else stretched with
-  knowledge-preserved stretching, no training (docs/stretching.md); the pooled vector comes
-  from it. Every encoder then has 248 positions, the only mix that works (docs/sdxl-recipes.md);
-* the tokenizers read ``max_length`` tokens;
+  knowledge-preserved stretching, no training (docs/stretching.md); SDXL's pooled vector comes
+  from it. Every CLIP encoder then has 248 positions, the only mix that works: SDXL and SD3
+  concatenate the two CLIPs' hidden states feature by feature, token by token
+  (docs/sdxl-recipes.md, docs/sd3-flux.md);
+* the CLIP tokenizers read ``max_length`` tokens, and so does ``pipe.tokenizer_max_length``,
+  which Flux and SD3 read once, in ``__init__`` (docs/sd3-flux.md). T5 and its
+  ``max_sequence_length`` are left as they are;
 * ``pipe.encode_prompt`` becomes a :class:`~longclip_diffusers.drop_in.encode_prompt.LongClipPromptEncoder`
   (recipe choice, ``clip_skip`` on transformers 5, a warning naming words past the limit).
 
@@ -32,7 +38,7 @@ from torch import nn
 from ..compat import text_config
 from ..errors import IncompatibleEncoderError
 from ..io.loading import load_text_encoder
-from ..length.fit_length import fit_encoder_length, position_limit
+from ..length.fit_length import fit_encoder_length, position_limit, reads_length
 from ..length.stretching import DEFAULT_KEEP
 from ..length.tokens import LONG_LENGTH, tokenizer_at
 from ..length.weight_sharing import twin_sharing_weights
@@ -61,17 +67,19 @@ def apply_long_clip(
     """Swap Long-CLIP text encoders into ``pipe`` (in place) and return it.
 
     Args:
-        pipe: a diffusers SD1.x, SDXL or SDXL-refiner pipeline of any task (text-to-image,
-            img2img, inpaint, ControlNet, ...).
-        source: the Long-CLIP-L encoder for the ``text_encoder`` slot: a ``CLIPTextModel`` (or a
-            TULIP ``TulipTextModel``, which has no position cap) or
-            anything :func:`~longclip_diffusers.load_text_encoder` takes (hub id, ``.pt`` /
-            ``.safetensors`` file, transformers directory). It is cast to the replaced encoder's
-            dtype and device. May be None for a refiner, or when ``text_encoder`` already has
+        pipe: a diffusers SD1.x, SDXL, SDXL-refiner, Flux.1 or SD3 / SD3.5 pipeline of any task
+            (text-to-image, img2img, inpaint, ControlNet, Fill, Kontext, ...).
+        source: the Long-CLIP-L encoder for the ``text_encoder`` slot: a ``CLIPTextModel``, or a
+            ``CLIPTextModelWithProjection`` for SD3's slot (or their TULIP counterparts, which
+            have no position cap), or anything :func:`~longclip_diffusers.load_text_encoder`
+            takes (hub id, ``.pt`` / ``.safetensors`` file, transformers directory; loaded with
+            projection where the slot has one). It is cast to the replaced encoder's dtype and
+            device. May be None for a refiner, or when ``text_encoder`` already has
             ``max_length`` positions (a pipeline saved after ``apply_long_clip``).
-        recipe: ``"standard"`` (diffusers' layers, what the UNet was trained on) or
-            ``"longclip"`` (the released Long-CLIP SDXL code); see :mod:`longclip_diffusers.drop_in.layer_recipes`.
-        max_length: tokens the tokenizers pass on (at most the encoders' positions).
+        recipe: ``"standard"`` (diffusers' layers, what the UNet or transformer was trained on)
+            or ``"longclip"`` (the released Long-CLIP SDXL code; not for SD3); see
+            :mod:`longclip_diffusers.drop_in.layer_recipes`.
+        max_length: tokens the CLIP tokenizers pass on (at most the encoders' positions).
         keep, ratio: knowledge-preserved stretching of ``text_encoder_2`` (Long-CLIP: 20, 4;
             ratio None fits a ``max_length`` above 248 exactly) when no ``text_encoder_2`` is given.
         text_encoder_2: a Long-CLIP-G encoder for SDXL's second slot (base and refiner) in place
@@ -82,19 +90,21 @@ def apply_long_clip(
         **load_kwargs: passed to ``load_text_encoder`` (``cache_dir``, ...).
 
     Raises:
-        IncompatibleEncoderError: the pipeline has no CLIP text encoder, is already patched, or the
-            encoder does not fit (width, positions, vocabulary); the pipeline is left unchanged.
+        IncompatibleEncoderError: the pipeline has no CLIP text encoder, is already patched, the
+            recipe does not apply to it, or the encoder does not fit (width, projection,
+            positions, vocabulary); the pipeline is left unchanged.
     """
     check_recipe(recipe)
     slots = detect_slots(pipe)
+    check_recipe(recipe, slots.kind)
     _refuse_patched(pipe)
-    for slot in slots.encoder_slots:
+    for slot in _slots_to_replace(pipe, slots, source, max_length):
         _refuse_unmovable(pipe, slot)
 
     replacements: dict[str, object] = {}
     if slots.stretched_slot and text_encoder_2 is not None:
         replacements[slots.stretched_slot] = _long_clip_encoder(
-            pipe, slots.stretched_slot, text_encoder_2, max_length, {**load_kwargs, "with_projection": True}
+            pipe, slots.stretched_slot, text_encoder_2, max_length, load_kwargs
         )
     elif slots.stretched_slot:
         replacements[slots.stretched_slot] = _stretched(pipe, slots.stretched_slot, max_length, keep, ratio)
@@ -111,21 +121,28 @@ def apply_long_clip(
         logger.info("%s has no CLIP-L text_encoder: only text_encoder_2 is stretched", type(pipe).__name__)
     for slot in slots.tokenizer_slots:
         replacements[slot] = tokenizer_at(getattr(pipe, slot), max_length)
-    _swap(pipe, slots, replacements, recipe)
+    _swap(pipe, slots, replacements, recipe, max_length)
     return pipe
 
 
-def _swap(pipe, slots: PipelineSlots, replacements: dict, recipe: str) -> None:
+def _swap(pipe, slots: PipelineSlots, replacements: dict, recipe: str, max_length: int) -> None:
     previous = {slot: getattr(pipe, slot) for slot in replacements}
+    # Flux and SD3 copy the tokenizer's length into this attribute once, in __init__, and pad
+    # both CLIP tokenizers' input to it (docs/sd3-flux.md)
+    previous_length = pipe.__dict__.get("tokenizer_max_length")
     offload_device = getattr(pipe, "_offload_device", None) if getattr(pipe, "_all_hooks", None) else None
     try:
         pipe.register_modules(**replacements)
+        if previous_length is not None:
+            pipe.tokenizer_max_length = max_length
         pipe.encode_prompt = LongClipPromptEncoder(pipe, slots, recipe)
         if offload_device is not None:
             # new modules need accelerate's hooks, in the pipeline's offload order
             pipe.enable_model_cpu_offload(device=offload_device)
     except BaseException:
         pipe.register_modules(**previous)
+        if previous_length is not None:
+            pipe.tokenizer_max_length = previous_length
         pipe.__dict__.pop("encode_prompt", None)
         if offload_device is not None:
             pipe.enable_model_cpu_offload(device=offload_device)
@@ -140,6 +157,21 @@ def _refuse_patched(pipe) -> None:
             "apply_long_clip works once per pipeline: to try another encoder or recipe, derive a "
             "fresh pipeline from the stock one (type(stock).from_pipe(stock)) and apply to that"
         )
+
+
+def _slots_to_replace(pipe, slots: PipelineSlots, source, max_length: int) -> list[str]:
+    """The encoder slots that get a new module: the CLIP-L slot when a source is given or its
+    encoder is too short, the stretched slot when its encoder is too short. An encoder that reads
+    ``max_length`` tokens already (a pipeline derived from, or saved after, a patched one) stays
+    in place with its LoRA adapters and offload hooks."""
+    replaced = []
+    if slots.long_clip_slot and (
+        source is not None or not reads_length(getattr(pipe, slots.long_clip_slot), max_length)
+    ):
+        replaced.append(slots.long_clip_slot)
+    if slots.stretched_slot and not reads_length(getattr(pipe, slots.stretched_slot), max_length):
+        replaced.append(slots.stretched_slot)
+    return replaced
 
 
 def _refuse_unmovable(pipe, slot: str) -> None:
@@ -176,7 +208,13 @@ def _long_clip_encoder(pipe, slot: str, source, max_length: int, load_kwargs: di
     if isinstance(source, nn.Module):
         encoder = source
     else:
-        encoder = load_text_encoder(source, torch_dtype=parameter.dtype, device=parameter.device, **load_kwargs)
+        encoder = load_text_encoder(
+            source,
+            with_projection=hasattr(current, "text_projection"),
+            torch_dtype=parameter.dtype,
+            device=parameter.device,
+            **load_kwargs,
+        )
     _check_fits(pipe, slot, encoder, max_length)
     fitted = fit_encoder_length(encoder, max_length)
     if fitted is source and (parameter.dtype, parameter.device) != _placement(source):
@@ -199,31 +237,32 @@ def _placement(module: nn.Module) -> tuple:
 def _check_fits(pipe, slot: str, encoder: nn.Module, max_length: int) -> None:
     current = getattr(pipe, slot)
     accepted = drop_in_classes(current)
+    projection = hasattr(current, "text_projection")
     if not isinstance(encoder, accepted):
-        with_or_without = "with" if hasattr(current, "text_projection") else "without"
         raise IncompatibleEncoderError(
             f"{slot} takes a {' or '.join(cls.__name__ for cls in accepted)}, got a "
-            f"{type(encoder).__name__}; load the Long-CLIP text encoder {with_or_without} projection "
-            f"(load_text_encoder(src, with_projection={with_or_without == 'with'}))"
+            f"{type(encoder).__name__}; load the Long-CLIP text encoder {'with' if projection else 'without'} "
+            f"projection (load_text_encoder(src, with_projection={projection}))"
         )
+    # SDXL's and SD3's text_encoder_2 is OpenCLIP bigG; every other slot is CLIP-L sized
+    fix = (
+        "the bigG slot (text_encoder_2) takes a Long-CLIP-G trained from OpenCLIP ViT-bigG/14 (1280 wide, "
+        "projection 1280)"
+        if slot == "text_encoder_2"
+        else "SD1.x, SDXL, Flux.1 and SD3 take the CLIP-L sized Long-CLIP-L (768 wide, BeichenZhang/LongCLIP-L), "
+        "not Long-CLIP-B (512)"
+    )
     width, slot_width = text_config(encoder).hidden_size, text_config(current).hidden_size
     if width != slot_width:
         raise IncompatibleEncoderError(
             f"the encoder is {width} wide but {slot} of this {type(pipe).__name__} is {slot_width} wide "
-            "(the UNet reads that width); "
-            + (
-                "SDXL's text_encoder_2 takes a Long-CLIP-G trained from OpenCLIP ViT-bigG/14 (1280 wide)"
-                if slot == "text_encoder_2"
-                else "SD1.x and SDXL take the CLIP-L sized Long-CLIP-L (768 wide, BeichenZhang/LongCLIP-L), "
-                "not Long-CLIP-B (512)"
-            )
+            f"(the UNet or transformer reads that width); {fix}"
         )
-    projection, slot_projection = _projection_width(encoder), _projection_width(current)
-    if projection != slot_projection:
+    if projection and _projection_width(encoder) != _projection_width(current):
         raise IncompatibleEncoderError(
-            f"the encoder projects to {projection} features but {slot} of this {type(pipe).__name__} to "
-            f"{slot_projection} (the UNet reads them as the pooled vector); export the Long-CLIP-G "
-            "encoder from a model with the slot's projection (OpenCLIP ViT-bigG/14: 1280)"
+            f"the encoder projects to {_projection_width(encoder)} features but {slot} of this "
+            f"{type(pipe).__name__} to {_projection_width(current)} (its pooled vector is read at that width); "
+            f"{fix}"
         )
     positions = position_limit(encoder)
     if positions < max_length:

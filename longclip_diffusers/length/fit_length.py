@@ -27,15 +27,20 @@ def fit_encoder_length(
     stretched with ``keep``/``ratio`` (:func:`~longclip_diffusers.length.stretching.stretch_plan`; raises
     :class:`~longclip_diffusers.IncompatibleEncoderError` when a given ``ratio`` falls short), or a
     TULIP encoder set to ``length``."""
+    if reads_length(model, length):
+        return model
     positions = text_config(model).max_position_embeddings
     if isinstance(model, TulipPreTrainedModel):
-        if positions == length:
-            return model
         return set_context_length(twin_sharing_weights(model), length)
-    if positions >= length:
-        return model
     ratio, rows = stretch_plan(positions, length, keep, ratio)
     return stretch_text_encoder(twin_sharing_weights(model), keep=keep, ratio=ratio, length=rows)
+
+
+def reads_length(model: nn.Module, length: int) -> bool:
+    """Whether ``model`` reads ``length`` tokens as it is, so that :func:`fit_encoder_length` returns
+    it unchanged: a CLIP table of at least ``length`` rows, or a TULIP encoder set to ``length``."""
+    positions = text_config(model).max_position_embeddings
+    return positions == length if isinstance(model, TulipPreTrainedModel) else positions >= length
 
 
 def position_limit(encoder: nn.Module) -> int | float:
