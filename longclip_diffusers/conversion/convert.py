@@ -9,6 +9,7 @@ builds the model with the steps of :mod:`.model_building`, which TULIP's convers
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import torch
 from transformers import CLIPModel, CLIPTextModel, CLIPTextModelWithProjection
@@ -26,6 +27,7 @@ from .openai_keys import (
     openai_to_transformers,
 )
 from .read_checkpoint import as_state_dict, read_state_dict
+from .single_file import TOWERS, convert_text_tower, keys_to_read
 from .tulip_checkpoint import convert_tulip_checkpoint, is_tulip_state_dict
 
 _MODEL_CLASSES = {
@@ -44,6 +46,7 @@ def convert_checkpoint(
     bos_token_id: int = CLIP_BOS_TOKEN_ID,
     eos_token_id: int = CLIP_EOS_TOKEN_ID,
     tulip: bool | None = None,
+    tower: str | None = None,
 ) -> CLIPModel | CLIPTextModel | CLIPTextModelWithProjection:
     """Convert an OpenAI-layout checkpoint (a Long-CLIP ``.pt``/``.safetensors`` file, or a state
     dict already read) to a float32 transformers model in eval mode.
@@ -57,16 +60,31 @@ def convert_checkpoint(
     TULIP's full released files, which keep open_clip's unused 77-row table (``False``: never).
     ``bos_token_id``/``eos_token_id`` go into the config; pooling reads the hidden state at
     ``eos_token_id``, so it must be the tokenizer's end token.
+
+    A file whose root is not in the OpenAI layout is a single file holding text encoders (a
+    ComfyUI text-encoder file, an SD1.x / SDXL / SD3 / Flux checkpoint, transformers weights
+    without their folder): its text encoder of slot ``tower`` (``"clip_l"`` / ``"clip_g"``;
+    None for a file with one) is converted by
+    :func:`~longclip_diffusers.conversion.single_file.convert_text_tower`.
     """
     if kind not in _MODEL_CLASSES:
         raise ValueError(f"kind must be one of {', '.join(map(repr, _MODEL_CLASSES))}; got {kind!r}")
+    if tower is not None and tower not in TOWERS:
+        raise ValueError(f"tower must be one of {', '.join(TOWERS)}; got {tower!r}")
     if isinstance(source, (str, os.PathLike)):
-        state_dict = read_state_dict(source)
+        state_dict = read_state_dict(source, select=partial(keys_to_read, tower=tower))
     else:
         state_dict = as_state_dict(source, "the state dict passed in")
+    caller_owns_tensors = not isinstance(source, (str, os.PathLike))
     if tulip or (tulip is None and is_tulip_state_dict(state_dict)):
         return convert_tulip_checkpoint(
             state_dict, kind, num_heads=num_heads, bos_token_id=bos_token_id, eos_token_id=eos_token_id
+        )
+
+    if "token_embedding.weight" not in state_dict:
+        where = "the state dict passed in" if caller_owns_tensors else f"'{source}'"
+        return convert_text_tower(
+            state_dict, kind, tower, keep, ratio, num_heads, bos_token_id, eos_token_id, caller_owns_tensors, where
         )
 
     if kind == "full":
@@ -82,6 +100,5 @@ def convert_checkpoint(
     text_config.max_position_embeddings = weights[TEXT_POSITION_KEY].shape[0]
 
     model = build_without_init(_MODEL_CLASSES[kind], config)
-    caller_owns_tensors = not isinstance(source, (str, os.PathLike))
     assign_all_weights(model, rename_to_model_keys(model, weights, kind), copy=caller_owns_tensors)
     return model.eval()

@@ -150,11 +150,13 @@ def export_checkpoint(
     keep: int = DEFAULT_KEEP,
     ratio: float = DEFAULT_RATIO,
     tulip: bool | None = None,
+    tower: str | None = None,
 ) -> Path:
     """Convert an OpenAI-layout checkpoint file (:func:`~longclip_diffusers.conversion.convert.convert_checkpoint`)
     and save it to ``out_dir`` in one atomic step: an existing ``out_dir`` is refused before any
     work, and a failure at any point leaves nothing behind. ``tokenizer`` also supplies the
-    special ids the converted config pools with."""
+    special ids the converted config pools with; ``tower`` picks the text encoder of a file
+    holding several (:func:`~longclip_diffusers.conversion.convert.convert_checkpoint`)."""
     dtype = resolve_dtype(torch_dtype)
     ids = {}
     if tokenizer is not None:
@@ -163,7 +165,7 @@ def export_checkpoint(
         atomic_output_dir(out_dir, overwrite=overwrite) as staging,
         tqdm(total=2, desc=f"{Path(checkpoint).name}: converting", unit="step", leave=False) as progress,
     ):
-        model = convert_checkpoint(checkpoint, kind=kind, keep=keep, ratio=ratio, tulip=tulip, **ids)
+        model = convert_checkpoint(checkpoint, kind=kind, keep=keep, ratio=ratio, tulip=tulip, tower=tower, **ids)
         progress.update()
         progress.set_description(f"{Path(checkpoint).name}: writing {Path(out_dir).name}")
         _write(model, staging, tokenizer, dtype)

@@ -1,9 +1,11 @@
 """THE loader: a CLIP text encoder, full CLIP model or tokenizer from wherever it lives.
 
 A source is a hub repo id (a released Long-CLIP checkpoint from :data:`KNOWN_CHECKPOINTS`, a
-released TULIP one from :data:`KNOWN_TULIP_REPOS`, or any transformers CLIP repo), a local ``.pt``/``.safetensors`` file in the OpenAI layout, or a
-transformers folder (a ``CLIPTextModel``, ``CLIPTextModelWithProjection`` or ``CLIPModel``, such
-as a pipeline's ``text_encoder`` folder). Checkpoint files are converted once and the result is
+released TULIP one from :data:`KNOWN_TULIP_REPOS`, or any transformers CLIP repo), a local ``.pt``/``.safetensors`` file in the OpenAI layout, a
+single file holding text encoders (a ComfyUI text-encoder file, an SD1.x / SDXL / SD3 / Flux
+checkpoint: :mod:`longclip_diffusers.conversion.single_file`), a transformers folder (a
+``CLIPTextModel``, ``CLIPTextModelWithProjection`` or ``CLIPModel``, such as a pipeline's
+``text_encoder`` folder), or, with a ``tower``, a diffusers pipeline folder. Checkpoint files are converted once and the result is
 kept, in the export format, under :func:`cache_root`, so the next load reads safetensors directly.
 """
 
@@ -35,6 +37,7 @@ from ..constants import (
     KNOWN_CHECKPOINTS,
     KNOWN_TULIP_REPOS,
 )
+from ..conversion.single_file import TOWERS
 from ..errors import CheckpointError, ModelNotAvailableError, OutputExistsError
 from ..tulip import TulipModel, TulipPreTrainedModel, TulipTextModel, TulipTextModelWithProjection
 from .export import export_checkpoint, resolve_dtype
@@ -50,6 +53,8 @@ _CHECKPOINT_FILE_PATTERNS = ["*.pt", "*.pth", "*.bin", "*.safetensors"]
 _PIPELINE_FILE_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
 _TOKENIZER_FILE_PATTERNS = ["tokenizer*.json", "vocab.json", "merges.txt", "special_tokens_map.json"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: The subfolder of a diffusers pipeline holding each tower (SD1.x, SDXL, SD3, Flux alike).
+PIPELINE_TEXT_ENCODERS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2"}
 _CLASSES_BY_NAME = {
     cls.__name__: cls
     for cls in (
@@ -79,6 +84,7 @@ def load_text_encoder(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     stretch: bool = True,
+    tower: str | None = None,
 ) -> CLIPTextModel | CLIPTextModelWithProjection:
     """A ready (eval-mode) ``CLIPTextModel``, or ``CLIPTextModelWithProjection`` when
     ``with_projection``, from a hub id, a checkpoint file or a transformers folder. A TULIP
@@ -87,11 +93,14 @@ def load_text_encoder(
     ``cache_dir`` is where converted checkpoints are kept (default :func:`cache_root`).
     ``stretch=False`` keeps a plain OpenAI CLIP file at its 77 positions instead of stretching
     it to Long-CLIP's 248 (:func:`converted_dir`); it changes nothing for other sources.
+    ``tower`` (``"clip_l"`` / ``"clip_g"``) picks the text encoder of a file or pipeline folder
+    holding several (:func:`text_encoder_folder`,
+    :func:`~longclip_diffusers.conversion.single_file.select_text_tower`).
     Raises :class:`ModelNotAvailableError` when the source is on the hub, not downloaded, and the
     hub cannot be reached.
     """
     kind = "text_with_projection" if with_projection else "text"
-    directory = _model_dir(source, kind, cache_dir, stretch)
+    directory = _model_dir(text_encoder_folder(source, tower), kind, cache_dir, stretch, tower)
     cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     if issubclass(saved_model_class(directory), (TulipModel, TulipPreTrainedModel)):
         cls = TulipTextModelWithProjection if with_projection else TulipTextModel
@@ -109,7 +118,7 @@ def load_clip_model(
     """A ready text + vision ``CLIPModel`` (for evaluation and training), from the same sources
     as :func:`load_text_encoder`, ``stretch`` included; a TULIP source gives the
     :class:`~longclip_diffusers.TulipModel` counterpart."""
-    directory = _model_dir(source, "full", cache_dir, stretch)
+    directory = _model_dir(source, "full", cache_dir, stretch, None)
     saved = saved_model_class(directory)
     if saved not in (CLIPModel, TulipModel):
         raise CheckpointError(
@@ -124,15 +133,17 @@ def load_tokenizer(
     *,
     fallback: str | os.PathLike | None = DEFAULT_TOKENIZER,
     model_max_length: int | None = None,
+    tower: str | None = None,
 ) -> CLIPTokenizer:
     """The tokenizer that belongs to ``source``: the one in its folder, in the sibling
     ``tokenizer*`` folder of a pipeline's ``text_encoder*``, or a hub repo's own; else the one at
     ``fallback`` (a folder or hub id; released Long-CLIP files carry no tokenizer).
 
     ``source`` may also be a tokenizer folder or hub id itself. ``model_max_length`` sets the
-    length the tokenizer pads and truncates to.
+    length the tokenizer pads and truncates to; ``tower`` picks a pipeline folder's tokenizer as
+    in :func:`load_text_encoder`.
     """
-    location = _tokenizer_location(source)
+    location = _tokenizer_location(text_encoder_folder(source, tower))
     if location is None:
         if fallback is None:
             raise ValueError(f"no tokenizer found with '{source}'. Fix: pass a tokenizer folder or hub id.")
@@ -144,6 +155,25 @@ def load_tokenizer(
     if model_max_length is not None:
         tokenizer.model_max_length = model_max_length
     return tokenizer
+
+
+def text_encoder_folder(source: str | os.PathLike, tower: str | None) -> str | os.PathLike:
+    """``source`` itself, or for a diffusers pipeline folder and a ``tower`` its text-encoder
+    folder (:data:`PIPELINE_TEXT_ENCODERS`)."""
+    if tower is None:
+        return source
+    if tower not in TOWERS:
+        raise ValueError(f"tower must be one of {', '.join(TOWERS)}; got {tower!r}")
+    path = Path(source).expanduser()
+    if not (path / "model_index.json").is_file():
+        return source
+    folder = path / PIPELINE_TEXT_ENCODERS[tower]
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(
+            f"the pipeline folder '{path}' has no {folder.name} folder, where its {tower} text encoder "
+            f"would be. Fix: pick the other slot, or pass a folder that has it."
+        )
+    return folder
 
 
 def saved_model_class(directory: str | os.PathLike) -> ClipClass:
@@ -191,25 +221,29 @@ def converted_dir(
     cache_dir: str | os.PathLike | None = None,
     tulip: bool | None = None,
     stretch: bool = True,
+    tower: str | None = None,
 ) -> Path:
     """The cached transformers folder of ``checkpoint`` converted as ``kind`` (and ``tulip``, as
     in :func:`~longclip_diffusers.conversion.convert.convert_checkpoint`), converting it on the first call.
     A plain OpenAI CLIP file (77 positions) is stretched to Long-CLIP's 248 unless ``stretch`` is
     False: then it stays CLIP, for scoring CLIP itself or for a trainer that stretches with its
-    own ``keep``/``ratio``. The key is the file's path, size and modification time (so an edited
-    file is converted again) and the conversion options."""
+    own ``keep``/``ratio``. ``tower`` picks the text encoder of a file holding several. The key is
+    the file's path, size and modification time (so an edited file is converted again) and the
+    conversion options."""
     # absolute, not resolved: the hub cache links each file to an extensionless blob, and the
     # extension says how the file is read
     path = Path(checkpoint).expanduser().absolute()
     stat = path.stat()
     identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|tulip={tulip}|stretch={stretch}|{_CACHE_FORMAT}"
+    if tower is not None:
+        identity += f"|tower={tower}"
     key = hashlib.sha256(identity.encode()).hexdigest()
     entry = cache_root(cache_dir) / f"{path.stem}-{kind}-{key[:16]}"
     if not (entry / "config.json").is_file():
         # ratio 1 maps every row onto itself: the 77-row table is kept as it is
         ratio = DEFAULT_RATIO if stretch else 1.0
         with contextlib.suppress(OutputExistsError):  # another process finished it first
-            export_checkpoint(path, entry, kind=kind, tulip=tulip, ratio=ratio)
+            export_checkpoint(path, entry, kind=kind, tulip=tulip, ratio=ratio, tower=tower)
     return entry
 
 
@@ -269,14 +303,14 @@ def resolve_pipeline(id_or_dir: str | os.PathLike) -> Path:
     return Path(DiffusionPipeline.download(name))
 
 
-def _model_dir(source: str | os.PathLike, kind: str, cache_dir, stretch: bool) -> Path:
+def _model_dir(source: str | os.PathLike, kind: str, cache_dir, stretch: bool, tower: str | None) -> Path:
     path = resolve_source(source)
     if path.is_file() and (path.parent / "config.json").is_file() and Path(source).expanduser().exists():
         # a local transformers folder's own weights file (our export's model.safetensors): the
         # folder says what the weights are, a bare file cannot
         return path.parent
     if path.is_file():
-        return converted_dir(path, kind, cache_dir, tulip=is_tulip_repo(source) or None, stretch=stretch)
+        return converted_dir(path, kind, cache_dir, tulip=is_tulip_repo(source) or None, stretch=stretch, tower=tower)
     return path
 
 
