@@ -714,3 +714,44 @@ def test_into_clip_outside_comfyui_says_where_it_runs(nodes, monkeypatch, clip_l
     monkeypatch.setitem(sys.modules, "comfy.sd", None)
     with pytest.raises(RuntimeError, match="run them inside ComfyUI"):
         into_clip(nodes, object(), clip_l)
+
+
+# --- the example workflows and the real-ComfyUI check script -----------------------------------
+
+
+@pytest.mark.parametrize("name", ["sd15", "sdxl", "flux"])
+def test_example_workflow_wires_the_nodes_with_valid_widgets(nodes, name):
+    import json
+
+    workflow = json.loads((NODES_DIR / "workflows" / f"{name}.json").read_text())
+    by_id = {node["id"]: node for node in workflow["nodes"]}
+    for link_id, source, source_slot, target, target_slot, kind in workflow["links"]:
+        assert by_id[source]["outputs"][source_slot]["type"] == kind
+        assert link_id in by_id[source]["outputs"][source_slot]["links"]
+        assert by_id[target]["inputs"][target_slot]["link"] == link_id
+    ours = [node for node in workflow["nodes"] if node["type"] in nodes.NODE_CLASS_MAPPINGS]
+    assert any(node["type"] in ("LongCLIPIntoCLIP", "LongCLIPTextEncodeSDXL") for node in ours)
+    for node in ours:
+        spec = nodes.NODE_CLASS_MAPPINGS[node["type"]].INPUT_TYPES()["required"]
+        linked = {slot["name"] for slot in node["inputs"]}
+        widgets = [(name, declared) for name, declared in spec.items() if name not in linked]
+        assert len(node["widgets_values"]) == len(widgets), node["type"]
+        for (name, declared), value in zip(widgets, node["widgets_values"]):
+            if isinstance(declared[0], list) and name != "model":
+                assert value in declared[0], (node["type"], name, value)
+        assert {slot["type"] for slot in node["inputs"]} <= {"CLIP", "LONGCLIP_TEXT_ENCODER"}
+
+
+def test_real_comfyui_check_says_what_it_needs_without_a_checkout(tmp_path):
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "COMFYUI_DIR"}
+    result = subprocess.run(
+        [sys.executable, str(NODES_DIR / "check_real_comfyui.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "set COMFYUI_DIR to a ComfyUI checkout" in result.stderr

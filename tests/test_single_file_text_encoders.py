@@ -14,7 +14,7 @@ from longclip_diffusers import CheckpointError, convert_checkpoint, load_text_en
 from longclip_diffusers.conversion.single_file import find_text_towers, keys_to_read, text_config_from_weights
 from longclip_diffusers.io.export import prefixed_state_dict
 from longclip_diffusers.length.stretching import stretch_position_table
-from longclip_diffusers.tiny import tiny_openai_state_dict, tiny_sdxl_pipeline
+from longclip_diffusers.tiny import tiny_clip_tokenizer, tiny_openai_state_dict, tiny_sdxl_pipeline
 
 # CLIP's vocabulary, so the default special ids (49406/49407) are in it, as in every real file.
 CLIP_VOCAB = 49408
@@ -164,6 +164,15 @@ def test_file_with_two_encoders_and_no_slot_says_to_choose(tmp_path, cache, towe
     save_file(weights, tmp_path / "both.safetensors")
     with pytest.raises(CheckpointError, match="holds 2 text encoders .*tower= 'clip_l' or 'clip_g'"):
         load_text_encoder(tmp_path / "both.safetensors", cache_dir=cache)
+
+
+def test_a_clip_g_file_without_tokenizer_gets_the_fallback_padded_as_bigg(tmp_path):
+    tiny_clip_tokenizer().save_pretrained(tmp_path / "clip_tokenizer")
+    save_file(comfy_file(clip_text_encoder()), tmp_path / "clip_g.safetensors")
+    clip_g = load_tokenizer(tmp_path / "clip_g.safetensors", fallback=tmp_path / "clip_tokenizer", tower="clip_g")
+    clip_l = load_tokenizer(tmp_path / "clip_g.safetensors", fallback=tmp_path / "clip_tokenizer", tower="clip_l")
+    assert clip_g.pad_token == "!" and clip_g.pad_token_id == clip_g.convert_tokens_to_ids("!")
+    assert clip_l.pad_token == clip_l.eos_token
 
 
 def test_clip_g_slot_refuses_a_file_without_projection(tmp_path, cache):

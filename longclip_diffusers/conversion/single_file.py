@@ -34,8 +34,8 @@ from .model_building import assign_all_weights, build_without_init, rename_to_mo
 from .openai_keys import (
     CLIP_BOS_TOKEN_ID,
     CLIP_EOS_TOKEN_ID,
-    HEAD_WIDTH,
     TEXT_POSITION_KEY,
+    TextTower,
     openai_text_to_transformers,
 )
 
@@ -182,39 +182,21 @@ def text_config_from_weights(
     bos_token_id: int = CLIP_BOS_TOKEN_ID,
     eos_token_id: int = CLIP_EOS_TOKEN_ID,
 ) -> CLIPTextConfig:
-    """The ``CLIPTextConfig`` of ``text_model.*`` weights, read from their shapes (the activation
-    by :data:`OPENCLIP_MIN_LAYERS`)."""
+    """The ``CLIPTextConfig`` of ``text_model.*`` weights, read from their shapes as for an OpenAI
+    file (:class:`~.openai_keys.TextTower`), the activation by :data:`OPENCLIP_MIN_LAYERS`."""
     vocab_size, width = _weight(weights, "text_model.embeddings.token_embedding.weight").shape
-    positions = _weight(weights, TEXT_POSITION_KEY).shape[0]
-    mlp_width = _weight(weights, "text_model.encoder.layers.0.mlp.fc1.weight").shape[0]
-    layers = _count(weights, r"text_model\.encoder\.layers\.(\d+)\.")
-    for name, value in (("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id)):
-        if not 0 <= value < vocab_size:
-            raise CheckpointError(
-                f"{name}={value} is outside the file's vocabulary of {vocab_size} tokens: it is not a "
-                "CLIP text encoder with CLIP's tokenizer. Fix: use a CLIP / Long-CLIP text encoder."
-            )
-    heads = num_heads if num_heads is not None else width // HEAD_WIDTH
-    if heads < 1 or width % heads:
-        raise CheckpointError(
-            f"the text encoder is {width} wide, which does not split into heads of {HEAD_WIDTH}; "
-            "the head count is not stored in the file. Fix: use a CLIP text encoder of a standard "
-            "width, or convert it with convert_checkpoint(num_heads=...)."
-        )
     projection = weights.get(_PROJECTION_WEIGHT)
-    return CLIPTextConfig(
+    tower = TextTower(
+        width=width,
+        layers=_count(weights, r"text_model\.encoder\.layers\.(\d+)\."),
         vocab_size=vocab_size,
-        hidden_size=width,
-        intermediate_size=mlp_width,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        max_position_embeddings=positions,
-        projection_dim=projection.shape[0] if projection is not None else width,
-        hidden_act="gelu" if layers >= OPENCLIP_MIN_LAYERS else "quick_gelu",
-        layer_norm_eps=1e-5,
-        bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id,
+        context=_weight(weights, TEXT_POSITION_KEY).shape[0],
+        embed_dim=projection.shape[0] if projection is not None else width,
+        mlp_width=_weight(weights, "text_model.encoder.layers.0.mlp.fc1.weight").shape[0],
     )
+    config = tower.config(num_heads, bos_token_id, eos_token_id)
+    config.hidden_act = "gelu" if tower.layers >= OPENCLIP_MIN_LAYERS else "quick_gelu"
+    return config
 
 
 def convert_text_tower(

@@ -55,6 +55,9 @@ _TOKENIZER_FILE_PATTERNS = ["tokenizer*.json", "vocab.json", "merges.txt", "spec
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 #: The subfolder of a diffusers pipeline holding each tower (SD1.x, SDXL, SD3, Flux alike).
 PIPELINE_TEXT_ENCODERS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2"}
+#: OpenCLIP's bigG pads with "!" (id 0), as SDXL's ``tokenizer_2`` and ComfyUI's clip_g
+#: tokenizer do (docs/comfyui-nodes.md); CLIP-L pads with its end token.
+BIGG_PAD_TOKEN = "!"
 _CLASSES_BY_NAME = {
     cls.__name__: cls
     for cls in (
@@ -141,9 +144,11 @@ def load_tokenizer(
 
     ``source`` may also be a tokenizer folder or hub id itself. ``model_max_length`` sets the
     length the tokenizer pads and truncates to; ``tower`` picks a pipeline folder's tokenizer as
-    in :func:`load_text_encoder`.
+    in :func:`load_text_encoder`, and the fallback for a ``"clip_g"`` encoder pads as bigG does
+    (:data:`BIGG_PAD_TOKEN`).
     """
     location = _tokenizer_location(text_encoder_folder(source, tower))
+    from_fallback = location is None
     if location is None:
         if fallback is None:
             raise ValueError(f"no tokenizer found with '{source}'. Fix: pass a tokenizer folder or hub id.")
@@ -154,6 +159,8 @@ def load_tokenizer(
         tokenizer = CLIPTokenizer.from_pretrained(location)
     if model_max_length is not None:
         tokenizer.model_max_length = model_max_length
+    if from_fallback and tower == "clip_g":
+        tokenizer.pad_token = BIGG_PAD_TOKEN
     return tokenizer
 
 

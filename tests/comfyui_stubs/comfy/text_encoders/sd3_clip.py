@@ -5,7 +5,7 @@ unprojected), ``clip_g`` (as SDXL's) and ``t5xxl``; the CLIP features are concat
 T5's width and put before T5's tokens on the token axis; the pooled vectors are concatenated.
 The T5 here is a stand-in (a token embedding scaled by its final norm's gain) with T5's key names
 ``shared.weight`` and ``encoder.final_layer_norm.weight``; its tokenizer reuses CLIP's ids without
-a start token, ends with 1 and pads with 0 to ``min_length``.
+a start token (folded into T5's vocabulary), ends with 1 and pads with 0 to ``min_length``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,10 @@ class T5XXLModel(torch.nn.Module):
 
     @torch.no_grad()
     def encode_token_weights(self, token_weight_pairs):
-        ids = torch.tensor([[t for t, _ in chunk] for chunk in token_weight_pairs])
+        ids = (
+            torch.tensor([[t for t, _ in chunk] for chunk in token_weight_pairs])
+            % self.transformer.shared.num_embeddings
+        )
         z = self.transformer.shared(ids) * self.transformer.encoder.final_layer_norm.weight
         return z.reshape(1, -1, z.shape[-1]), None
 
