@@ -137,6 +137,13 @@ def test_sd15_checkpoint_gives_its_text_encoder_and_reads_only_its_keys(tmp_path
     assert_same_encoder(loaded, towers["clip_l"])
 
 
+def test_an_openai_layout_file_is_read_whole_for_its_vision_tower():
+    full = tiny_openai_state_dict(vocab_size=CLIP_VOCAB)
+    shapes = {key: tuple(value.shape) for key, value in full.items()}
+    assert any(key.startswith("visual.") for key in shapes)
+    assert keys_to_read(shapes, "clip_l") == list(shapes)
+
+
 def test_sdxl_checkpoint_gives_clip_l_and_openclip_layout_bigg_by_slot(tmp_path, cache, towers):
     openai_g = tiny_openai_state_dict(
         width=128, layers=2, context=77, vocab_size=CLIP_VOCAB, two_position_tables=False

@@ -146,10 +146,11 @@ def select_text_tower(
 
 
 def keys_to_read(shapes: Shapes, tower: str | None = None) -> list[str]:
-    """The keys a conversion of slot ``tower`` needs: the tower's own when the file holds
-    several towers under prefixes (a checkpoint's UNet and VAE stay on disk), else every key."""
+    """The keys a conversion of slot ``tower`` needs: the tower's own when the file holds several
+    towers, or one transformers-layout tower under a prefix (a checkpoint's UNet and VAE stay on
+    disk), else every key (an OpenAI / open_clip file may need its vision tower)."""
     towers = find_text_towers(shapes)
-    if len(towers) < 2 and not any(t.prefix for t in towers):
+    if len(towers) < 2 and not any(t.prefix and t.layout == "transformers" for t in towers):
         return list(shapes)
     chosen = select_text_tower(towers, tower)
     return [key for key in shapes if chosen.owns(key)]
