@@ -6,10 +6,11 @@ ComfyUI checkout.
 ComfyUI runs on the CPU (``--cpu``) in this process; no server, no GPU, no download. The library
 must be importable (``pip install -e .`` or ``PYTHONPATH=.``) and ComfyUI's own requirements
 installed. Real-size random-weight CLIP-L, Long-CLIP-L and bigG files are written to a temporary
-models folder (about 3 GB; ``--workdir`` keeps them); the T5 of the Flux / SD3 checks keeps T5-XXL's
-width (4096) with one narrow layer, through ComfyUI's own ``t5xxl_model_config`` option, because a
-random 4.7B-parameter T5 is not needed to check that it is left untouched. Takes some minutes and
-up to ~10 GB of memory.
+models folder (about 4.5 GB, and as much again of converted copies; ``--workdir`` keeps them for
+the next run); the T5 of the Flux / SD3 checks keeps T5-XXL's width (4096) with one narrow layer,
+through ComfyUI's own ``t5xxl_model_config`` option, because a random 4.7B-parameter T5 is not
+needed to check that it is left untouched. Takes half an hour on two CPU cores and up to ~10 GB
+of memory.
 
 Two parts, one line per check, exit status 1 if any fails:
 
@@ -264,13 +265,11 @@ def write_model_files(folders: dict[str, Path], workdir: Path) -> dict[str, Path
     save_file(sd15, files["sd15_clip_l"])
     bigg = random_like(clip_text_shapes(1280, 32, 77, projection=True), 2, f16)
     save_file(bigg, files["clip_g"])
-    save_file(
-        {
-            **{f"clip_l.transformer.{k}": v for k, v in clip_l.items()},
-            **{f"clip_g.transformer.{k}": v for k, v in bigg.items()},
-        },
-        files["prefixed"],
-    )
+    # both towers, as ComfyUI saves a CLIP; the clip_g beside the real-size clip_l is shallow
+    small_g = random_like(clip_text_shapes(1280, 2, 77, projection=True), 7, f16)
+    prefixed = {f"clip_l.transformer.{k}": v for k, v in clip_l.items()}
+    prefixed.update({f"clip_g.transformer.{k}": v for k, v in small_g.items()})
+    save_file(prefixed, files["prefixed"])
     long_l = tiny.tiny_openai_state_dict(
         width=768, layers=12, embed_dim=768, context=248, vocab_size=49408, with_vision=False, seed=3
     )
@@ -538,7 +537,7 @@ def check_nodes(report: Report, nodes, folder_paths, files, folders, workdir: Pa
     import torch
     from comfy_extras.nodes_clip_sdxl import CLIPTextEncodeSDXL
     from comfy_extras.nodes_hooks import CreateHookLora, SetClipHooks
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
     from longclip_diffusers import IncompatibleEncoderError, load_text_encoder
     from longclip_diffusers.comfyui.conditioning import sd15_conditioning, sdxl_conditioning
@@ -617,6 +616,28 @@ def check_nodes(report: Report, nodes, folder_paths, files, folders, workdir: Pa
             else:
                 del encoder
         note.append(f"{len(cases)} forms at 248 positions, HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE')}")
+
+    with report.check(
+        "nodes: an SDXL checkpoint's OpenCLIP-layout bigG loads as ComfyUI reads it (key map, GELU)"
+    ) as note:
+        (ckpt_g,) = loader.load("sdxl_text_encoders_only.safetensors", "", "clip_g")
+        prefix = "conditioner.embedders.1.model."
+        openclip = {
+            k[len(prefix) :]: v for k, v in load_file(files["sdxl_checkpoint"]).items() if k.startswith(prefix)
+        }
+        comfy_g = comfy.sd.load_text_encoder_state_dicts([openclip], clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION)
+        del openclip
+        # fewer than 20 tokens: rows 0-19 of the stretched table are the original's, and attention is causal
+        prompt = "a red cat on a grassy hill"
+        ((cond, extras),) = comfy_g.encode_from_tokens_scheduled(comfy_g.tokenize(prompt))
+        count = len(ckpt_g.tokenizer(prompt).input_ids)
+        ids = ckpt_g.tokenizer(prompt, padding="max_length", max_length=248, return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = ckpt_g.model(ids, output_hidden_states=True)
+        expect(ckpt_g.model.config.hidden_act == "gelu", ckpt_g.model.config.hidden_act)
+        note.append(close(out.hidden_states[-2][:, :count], cond[:, :count], tol=2e-3, what="penultimate layer"))
+        note.append(close(out.text_embeds, extras["pooled_output"], tol=2e-3, what="pooled"))
+        del ckpt_g, comfy_g
 
     long_l = loaded["longclip"]
     (stock_sd15,) = clip_loader.load_clip("sd15_clip_l.safetensors", "stable_diffusion")

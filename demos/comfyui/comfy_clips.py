@@ -10,7 +10,10 @@ prompts, CLIP Set Last Layer and LoRA patches all apply (docs/comfyui-nodes.md).
 from __future__ import annotations
 
 import logging
+import os
 import weakref
+
+from torch import nn
 
 from longclip_diffusers.comfyui.clip_state_dicts import (
     comfy_long_clip_state_dicts,
@@ -66,8 +69,6 @@ def comfy_tokenizer_dir() -> str | None:
         import comfy.sd1_clip
     except ImportError:
         return None
-    import os
-
     return os.path.join(os.path.dirname(os.path.realpath(comfy.sd1_clip.__file__)), "sd1_tokenizer")
 
 
@@ -113,7 +114,7 @@ def _non_empty(value) -> bool:
     return value is not None
 
 
-def rebuild_with_long_clip(clip, long_clip):
+def rebuild_with_long_clip(clip, long_clip: nn.Module):
     """A new ComfyUI CLIP of ``clip``'s family with ``long_clip`` as ``clip_l`` (``clip_g``
     stretched, T5 untouched) and ``clip``'s weight patches (LoRA) moved onto it.
 
@@ -127,7 +128,6 @@ def rebuild_with_long_clip(clip, long_clip):
     _refuse_unmovable_state(clip)
     key_patches = clip.get_key_patches()
     originals = {key: entries[0][0] for key, entries in key_patches.items()}
-    originals.update(clip.tokenizer.state_dict())
     patches = {key: entries[1:] for key, entries in key_patches.items() if len(entries) > 1}
     state_dicts = comfy_long_clip_state_dicts(originals, long_clip)
     refused = patches_that_cannot_move({k: tuple(originals[k].shape) for k in patches}, rebuilt_shapes(state_dicts))
@@ -162,7 +162,7 @@ def rebuild_with_long_clip(clip, long_clip):
     return rebuilt
 
 
-def clip_of_encoders(models) -> object:
+def clip_of_encoders(models: list[nn.Module]):
     """A ComfyUI CLIP (SD1.x's for one encoder, SDXL's for ``clip_l`` + ``clip_g``) made of
     transformers text encoders, kept while they live so each prompt does not rebuild it."""
     directories = tuple(embedding_directories())
