@@ -5,7 +5,7 @@ Random weights at the real shapes (no download): SDXL's CLIP-L text encoder (768
 MLP 5120, 695M parameters), both with 248 positions (a pass over 77 tokens costs the same as in a
 77-position model: the table size does not enter the compute). One SDXL prompt encoding is both
 encoders' penultimate hidden states concatenated (768 + 1280 = 2048) plus bigG's pooled
-projection (REFERENCE.md section 6), with diffusers' standard read-out from
+projection (docs/sdxl-recipes.md), with diffusers' standard read-out from
 ``longclip_diffusers.drop_in.layer_recipes``. Three ways to encode a prompt of 246 content tokens:
 
   (a) stock: cut to 77 tokens (75 content + start/end), everything after is lost;
@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from longclip_diffusers.cli.options import device_name
 from longclip_diffusers.drop_in.layer_recipes import sdxl_layer
 from longclip_diffusers.io.atomic import atomic_write_file
 
@@ -303,7 +304,7 @@ def bench_unet_block(device, dtype, warmup, repeats, memory) -> dict:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", metavar="OUT", help="write the results to this file")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=device_name, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--dtype", choices=("float32", "float16", "bfloat16"), help="default: float32 on CPU, float16 on CUDA"
     )

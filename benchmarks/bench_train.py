@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from longclip_diffusers.cli.options import device_name
+
 VARIANTS = ("ours", "released")
 LONG_TOKENS = 170
 SHORT_TOKENS = 20
@@ -174,7 +176,7 @@ def run_variant(args) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=device_name, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=2, help="images per step (one process)")
     parser.add_argument("--steps", type=int, default=1, help="timed steps after one warm-up step, per round")
     parser.add_argument("--rounds", type=int, default=2, help="times each variant runs, alternating")

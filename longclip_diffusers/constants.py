@@ -39,6 +39,12 @@ DEFAULT_LONG_CLIP = "BeichenZhang/LongCLIP-L"
 #: Which hidden layers feed the UNet (:mod:`longclip_diffusers.drop_in.layer_recipes`).
 RECIPES: tuple[str, ...] = ("standard", "longclip")
 
+#: Pipelines ``eval generation`` compares (:func:`longclip_diffusers.evaluation.generation.build_candidates`):
+#: stock (77 tokens), compel's 75-token chunks, Long-CLIP with each recipe, TULIP.
+GENERATION_PIPELINES: tuple[str, ...] = ("stock", "compel", *(f"longclip-{recipe}" for recipe in RECIPES), "tulip")
+#: The ones compared when none are named: all but TULIP, which needs its own checkpoint.
+DEFAULT_GENERATION_PIPELINES: tuple[str, ...] = GENERATION_PIPELINES[:-1]
+
 #: Retrieval benchmarks ``eval`` reads, each from its published layout.
 RETRIEVAL_DATASETS: tuple[str, ...] = ("urban1k", "sharegpt4v", "dci", "coco", "flickr30k")
 #: Zero-shot classification benchmarks ``eval`` reads.

@@ -12,6 +12,7 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Literal, overload
 
 import torch
 from transformers import (
@@ -46,10 +47,15 @@ TINY_WORDS = (
 ).split()
 
 
-def tiny_clip_tokenizer(model_max_length: int = 77, pad_token: str = EOS_TOKEN) -> CLIPTokenizer:
+def tiny_clip_tokenizer(
+    model_max_length: int = 77, pad_token: str = EOS_TOKEN, vocab_size: int | None = None
+) -> CLIPTokenizer:
     """A CLIP BPE tokenizer over the byte alphabet plus :data:`TINY_WORDS` as whole tokens.
 
-    As in OpenAI's vocabulary, the start and end tokens take the two largest ids.
+    As in OpenAI's vocabulary, the start and end tokens take the two largest ids. ``vocab_size``
+    (e.g. CLIP's 49408) pads the vocabulary with tokens no text produces, so that those ids are
+    CLIP's own (49406, 49407): what a released checkpoint file, which carries no tokenizer, is
+    converted with.
     """
     alphabet = list(bytes_to_unicode().values())
     vocab: dict[str, int] = {}
@@ -58,11 +64,14 @@ def tiny_clip_tokenizer(model_max_length: int = 77, pad_token: str = EOS_TOKEN) 
     merges = _train_word_merges()
     for left, right in merges:
         vocab.setdefault(left + right, len(vocab))
+    for index in range(len(vocab), (vocab_size or 0) - 2):
+        vocab[f"<|unused{index}|>"] = index
     vocab[BOS_TOKEN] = len(vocab)
     vocab[EOS_TOKEN] = len(vocab)
     tokenizer = CLIPTokenizer(
         vocab=vocab,
-        merges=merges,
+        # tokenizers' BPE takes (left, right) pairs; transformers annotates merges as strings
+        merges=merges,  # type: ignore[arg-type]
         bos_token=BOS_TOKEN,
         eos_token=EOS_TOKEN,
         unk_token=EOS_TOKEN,
@@ -125,6 +134,22 @@ def tiny_text_config(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+
+
+@overload
+def tiny_text_encoder(with_projection: Literal[False] = False, seed: int = 0, **config_kwargs) -> CLIPTextModel: ...
+
+
+@overload
+def tiny_text_encoder(
+    with_projection: Literal[True], seed: int = 0, **config_kwargs
+) -> CLIPTextModelWithProjection: ...
+
+
+@overload
+def tiny_text_encoder(
+    with_projection: bool, seed: int = 0, **config_kwargs
+) -> CLIPTextModel | CLIPTextModelWithProjection: ...
 
 
 def tiny_text_encoder(
@@ -337,7 +362,7 @@ def tiny_openai_state_dict(
     with_vision: bool = True,
     device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
-    """Random weights in the OpenAI CLIP / Long-CLIP checkpoint layout (REFERENCE.md section 1).
+    """Random weights in the OpenAI CLIP / Long-CLIP checkpoint layout (docs/checkpoint-format.md).
 
     ``context=248`` with ``two_position_tables`` is a Long-CLIP file, ``context=77`` with one table
     a plain OpenAI CLIP file. ``vocab_size`` defaults to :func:`tiny_clip_tokenizer`'s, whose EOS
@@ -390,7 +415,7 @@ def _random_weight(key: str, shape: tuple[int, ...], generator: torch.Generator,
 
 def tiny_tulip_state_dict(width: int = 64, layers: int = 2, embed_dim: int = 32, seed: int = 0, **kwargs):
     """Random weights in TULIP's open_clip text layout: :func:`tiny_openai_state_dict`'s text
-    tower without its position table (REFERENCE.md section 4). Other keyword arguments go to
+    tower without its position table (docs/tulip.md). Other keyword arguments go to
     :func:`tiny_openai_state_dict` (``with_vision`` defaults to False here)."""
     kwargs.setdefault("with_vision", False)
     state_dict = tiny_openai_state_dict(
@@ -398,6 +423,21 @@ def tiny_tulip_state_dict(width: int = 64, layers: int = 2, embed_dim: int = 32,
     )
     del state_dict["positional_embedding"]
     return state_dict
+
+
+def tiny_tulip_text_encoder(seed: int = 3, tokenizer: CLIPTokenizer | None = None):
+    """A tiny random TULIP ``TulipTextModel`` for the tiny pipelines' CLIP-L slot: 32 wide, 2 heads
+    of 16 (the width is not a multiple of 64), special ids of ``tokenizer``."""
+    from .conversion.tulip_checkpoint import convert_tulip_checkpoint
+
+    tokenizer = tokenizer or tiny_clip_tokenizer()
+    return convert_tulip_checkpoint(
+        tiny_tulip_state_dict(width=32, seed=seed, vocab_size=len(tokenizer)),
+        kind="text",
+        num_heads=2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
 
 
 def write_tiny_caption_set(

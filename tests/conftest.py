@@ -21,6 +21,16 @@ def tokenizer():
     return tiny.tiny_clip_tokenizer()
 
 
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    """A tiny random CLIPModel folder with its tokenizer: a training base, or a model to evaluate."""
+    from longclip_diffusers.io.export import save_clip_model
+
+    folder = tmp_path_factory.mktemp("base") / "clip"
+    save_clip_model(tiny.tiny_clip_model(), folder, tokenizer=tiny.tiny_clip_tokenizer())
+    return folder
+
+
 @pytest.fixture
 def long_prompt() -> str:
     """About 200 words of the tiny vocabulary, each one token: well past 77 tokens."""

@@ -1,6 +1,6 @@
 """An independent forward pass of an OpenAI-layout CLIP / Long-CLIP state dict, in plain torch.
 
-Written from REFERENCE.md section 1 (the OpenAI CLIP / Long-CLIP model code it describes), NOT
+Written from the OpenAI CLIP / Long-CLIP model code as docs/checkpoint-format.md describes it, NOT
 from the converter: it reads the checkpoint keys by their own names, so a converted transformers
 model that matches it has the right key map, position tables, head split and pooling. It imports
 nothing from ``longclip_diffusers``.

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 from pipeline_helpers import write_tiny_model_dirs
 
+from longclip_diffusers import tiny
 from longclip_diffusers.cli.main import build_parser, main
 
 PROMPT = " ".join(["a red cat sits under a tree near the river"] * 12)  # 120 tokens
@@ -52,6 +53,16 @@ def test_generate_writes_the_image_and_prints_the_token_report(model_dirs, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.png"]
     printed = capsys.readouterr().out
     assert "120 tokens" in printed and "a 77-token encoder drops" in printed
+
+
+def test_tiny_random_runs_the_command_end_to_end_without_any_model_source(tmp_path, capsys):
+    prompt = " ".join(tiny.TINY_WORDS[i % len(tiny.TINY_WORDS)] for i in range(120))
+    argv = ["generate", "--tiny-random", "--prompt", prompt, "--steps", "2", "--out", str(tmp_path / "t.png")]
+    assert main([*argv, "--compare"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t-compare.png", "t-stock.png", "t.png"]
+    assert Image.open(tmp_path / "t.png").size == (64, 64)
+    printed = capsys.readouterr().out
+    assert "tiny random models" in printed and "120 tokens" in printed
 
 
 def test_compare_writes_the_stock_image_and_a_side_by_side_sheet(model_dirs, tmp_path):

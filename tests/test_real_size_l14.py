@@ -20,7 +20,7 @@ from longclip_diffusers.tiny import tiny_clip_tokenizer, tiny_openai_state_dict
 # Seconds each, not milliseconds: left out of the quick loop (-m "not slow and not browser").
 pytestmark = pytest.mark.slow
 
-# ViT-L/14 (REFERENCE.md section 1): text 768 wide, 12 layers; vision 1024 wide, 24 layers,
+# ViT-L/14 (docs/checkpoint-format.md): text 768 wide, 12 layers; vision 1024 wide, 24 layers,
 # patch 14 at 224 px; embedding 768; CLIP's 49408-token vocabulary; Long-CLIP's 248 positions.
 L14 = dict(
     width=768,

@@ -1,7 +1,7 @@
 """Two processes with batch B train exactly like one process with batch 2B.
 
 ``accelerate launch --cpu --num_processes 2`` starts one process on a machine without MPI, so the
-two CPU processes are started with ``torchrun`` (REFERENCE.md section 8); ``Accelerator`` then
+two CPU processes are started with ``torchrun`` (docs/distributed-training.md); ``Accelerator`` then
 runs DDP over gloo. The learning rate is large so that the updates are far above rounding.
 """
 

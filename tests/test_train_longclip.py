@@ -14,7 +14,7 @@ from longclip_diffusers.conversion.openai_keys import merged_position_table
 from longclip_diffusers.drop_in.swap_encoders import apply_long_clip
 from longclip_diffusers.errors import OutputExistsError
 from longclip_diffusers.io.export import save_clip_model
-from longclip_diffusers.io.loading import CACHE_ENV
+from longclip_diffusers.io.loading import CACHE_ENV, load_text_encoder
 from longclip_diffusers.tiny import (
     tiny_clip_model,
     tiny_clip_tokenizer,
@@ -26,15 +26,9 @@ from longclip_diffusers.training import prepare_longclip_model
 from longclip_diffusers.training.checkpointing import check_output_dir
 from longclip_diffusers.training.longclip import main, parse_longclip_args, train_longclip
 from longclip_diffusers.training.model_setup import SplitPositionEmbedding
+from longclip_diffusers.training.tulip_distillation import student_from_teacher, tulip_from_clip
 
 POSITIONS = "text_model.embeddings.position_embedding.weight"
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("base") / "clip"
-    save_clip_model(tiny_clip_model(), folder, tokenizer=tiny_clip_tokenizer())
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -261,6 +255,25 @@ def test_too_little_data_for_one_global_batch_fails_before_writing_anything(base
     # the default --report-to tensorboard would write OUTPUT_DIR/logs if the run got that far
     assert main(_argv(base_dir, (captions, tmp_path / "data"), output)) == 1
     assert "make no full global batch" in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_a_diverging_loss_ends_the_run_with_one_error_line_naming_the_fix(base_dir, data, tmp_path, capsys):
+    argv = _argv(base_dir, data, tmp_path / "out", "--lr", "1e30", "--max-steps", "5", "--report-to", "none")
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: the loss became") and "lower --lr" in err[-1]
+
+
+def test_a_tulip_base_is_refused_with_the_fix_and_leaves_no_output(base_dir, data, tmp_path, capsys):
+    teacher = load_text_encoder(base_dir, with_projection=True)
+    tulip = tulip_from_clip(CLIPModel.from_pretrained(base_dir), student_from_teacher(teacher))
+    save_clip_model(tulip, tmp_path / "tulip", tokenizer=tiny_clip_tokenizer())
+    capsys.readouterr()
+    output = tmp_path / "out"
+    assert main(_argv(tmp_path / "tulip", data, output)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "is a TULIP model" in err[-1] and "training/distill_tulip.py" in err[-1]
     assert not output.exists()
 
 

@@ -15,19 +15,8 @@ from longclip_diffusers.tiny import (
     tiny_sd_pipeline,
     tiny_sdxl_pipeline,
     tiny_tulip_state_dict,
+    tiny_tulip_text_encoder,
 )
-
-
-def _tulip_for_tiny_pipelines(seed: int = 3):
-    """32 wide like the tiny pipelines' CLIP-L slot; 2 heads of 16 (the width is not a multiple of 64)."""
-    tokenizer = tiny_clip_tokenizer()
-    return convert_tulip_checkpoint(
-        tiny_tulip_state_dict(width=32, seed=seed),
-        kind="text",
-        num_heads=2,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
 
 
 def _words(count: int, offset: int = 0) -> list[str]:
@@ -36,7 +25,7 @@ def _words(count: int, offset: int = 0) -> list[str]:
 
 def test_sdxl_with_tulip_reads_a_300_token_prompt_past_248(tmp_path):
     pipe = tiny_sdxl_pipeline()
-    apply_long_clip(pipe, _tulip_for_tiny_pipelines(), max_length=300)
+    apply_long_clip(pipe, tiny_tulip_text_encoder(), max_length=300)
     assert pipe.tokenizer.model_max_length == pipe.tokenizer_2.model_max_length == 300
     assert text_config(pipe.text_encoder_2).max_position_embeddings == 300
 
@@ -65,7 +54,7 @@ def test_sdxl_with_tulip_reads_a_300_token_prompt_past_248(tmp_path):
 
 def test_ntk_scaling_after_a_plain_length_change_starts_from_the_trained_248():
     pipe = tiny_sd_pipeline()
-    apply_long_clip(pipe, _tulip_for_tiny_pipelines(), max_length=300)
+    apply_long_clip(pipe, tiny_tulip_text_encoder(), max_length=300)
     encoder = pipe.text_encoder
     assert encoder.config.max_position_embeddings == 300
     set_context_length(encoder, 496, ntk_alpha=8.0)
@@ -76,7 +65,7 @@ def test_ntk_scaling_after_a_plain_length_change_starts_from_the_trained_248():
 
 def test_sd15_with_tulip_defaults_to_248_tokens():
     pipe = tiny_sd_pipeline()
-    tulip = _tulip_for_tiny_pipelines()
+    tulip = tiny_tulip_text_encoder()
     apply_long_clip(pipe, tulip)
     assert pipe.text_encoder is tulip and pipe.tokenizer.model_max_length == 248
     long_prompt = " ".join(_words(240))
@@ -108,7 +97,7 @@ def test_pipeline_saved_with_tulip_reloads_with_diffusers(tmp_path):
     from diffusers import StableDiffusionPipeline
 
     pipe = tiny_sd_pipeline()
-    apply_long_clip(pipe, _tulip_for_tiny_pipelines())
+    apply_long_clip(pipe, tiny_tulip_text_encoder())
     pipe.save_pretrained(tmp_path / "pipe")
     reloaded = StableDiffusionPipeline.from_pretrained(tmp_path / "pipe")
     assert type(reloaded.text_encoder) is type(pipe.text_encoder)
@@ -124,7 +113,7 @@ def test_a_failed_swap_leaves_the_callers_tulip_at_its_own_length(monkeypatch):
         raise RuntimeError("simulated failure")
 
     pipe = tiny_sdxl_pipeline()
-    tulip = _tulip_for_tiny_pipelines()
+    tulip = tiny_tulip_text_encoder()
     length = text_config(tulip).max_position_embeddings
     monkeypatch.setattr(prompt_encoding.LongClipPromptEncoder, "__init__", broken)
     with pytest.raises(RuntimeError, match="simulated failure"):

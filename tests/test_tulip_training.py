@@ -303,3 +303,29 @@ def test_distillation_on_a_missing_caption_file_is_one_error_line_and_leaves_no_
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: caption file")
     assert not output.exists()
+
+
+def test_a_tulip_teacher_is_refused_with_the_fix_and_leaves_no_output(tmp_path, capsys):
+    tokenizer = tiny_clip_tokenizer()
+    save_text_encoder(student_from_teacher(tiny_text_encoder(True)), tmp_path / "tulip", tokenizer=tokenizer)
+    _write_corpus(tmp_path / "captions.jsonl", _captions(8, 10, seed=0))
+    capsys.readouterr()
+    output = tmp_path / "student"
+    code = main(
+        [
+            "distill",
+            "--teacher",
+            str(tmp_path / "tulip"),
+            "--data",
+            str(tmp_path / "captions.jsonl"),
+            "--output-dir",
+            str(output),
+            "--batch-size",
+            "2",
+            *COMMON,
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "is a TULIP encoder" in err[-1] and "Fix: pass a CLIP" in err[-1]
+    assert not output.exists()

@@ -1,7 +1,7 @@
 """An independent TULIP text forward in plain torch, written from the paper, for the tests.
 
-TULIP paper section 3.2 and REFERENCE.md section 4: OpenAI CLIP's text tower (REFERENCE.md
-section 1: packed q/k/v ``in_proj``, pre-LayerNorm blocks, causal attention, ``ln_final``, pooling
+TULIP paper section 3.2 and docs/tulip.md: OpenAI CLIP's text tower (docs/checkpoint-format.md:
+packed q/k/v ``in_proj``, pre-LayerNorm blocks, causal attention, ``ln_final``, pooling
 at the EOT token, ``x @ text_projection``) with no position table, and RoFormer's rotation of
 queries and keys: feature pair ``(2i, 2i+1)`` of a head at position ``m`` is multiplied, as a
 complex number, by ``exp(1j * m * base ** (-2i / d))``. Deliberately written with complex

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from longclip_diffusers.comfyui.conditioning import load_encoder_with_tokenizer
 from longclip_diffusers.constants import DEFAULT_TOKENIZER
+from longclip_diffusers.errors import InvalidArgumentError
 
 from .comfy_clips import comfy_tokenizer_dir
 from .model_folders import model_choices, resolve_source
@@ -47,7 +48,7 @@ class LongCLIPTextEncoderLoader:
 
     def load(self, model: str, path_or_hub_id: str, slot: str):
         if slot not in SLOTS:
-            raise ValueError(f"slot must be one of {', '.join(SLOTS)}; got {slot!r}")
+            raise InvalidArgumentError(f"slot must be one of {', '.join(SLOTS)}; got {slot!r}")
         source = resolve_source(model, path_or_hub_id)
         encoder = load_encoder_with_tokenizer(
             source,

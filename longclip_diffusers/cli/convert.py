@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..constants import KNOWN_CHECKPOINTS, KNOWN_TULIP_REPOS
 from ..errors import CheckpointError
 from ..io.atomic import refuse_existing_output
 from .options import add_output_options, add_src_out_parser, add_stretch_options
+
+if TYPE_CHECKING:
+    from ..conversion.model_building import ConvertKind
 
 DESCRIPTION = """\
 Convert a Long-CLIP checkpoint (or a plain OpenAI CLIP one, whose 77 positions are stretched to
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             ".safetensors file, or use `longclip-diffusers stretch` for a transformers folder."
         )
     tokenizer = load_tokenizer(args.tokenizer, fallback=None)
-    kind = "text_with_projection" if args.with_projection else "text" if args.text_only else "full"
+    kind: ConvertKind = "text_with_projection" if args.with_projection else "text" if args.text_only else "full"
     out = export_checkpoint(
         checkpoint,
         args.out,

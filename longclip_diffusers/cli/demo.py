@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
+import socket
+import sys
 
-from ..errors import MissingDependencyError
-from .options import add_model_sources, add_tiny_random
+from ..errors import MissingDependencyError, ServerAddressError
+from .options import add_model_sources, add_tiny_random, port_number
 
 #: The one-line fix when gradio is missing.
 DEMO_INSTALL = 'pip install "longclip-diffusers[demo]"'
@@ -18,7 +21,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     add_model_sources(parser)
     add_tiny_random(parser, "for trying the UI on any machine")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=7860, help="port to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=port_number, default=7860, help="port to listen on (default: %(default)s)")
     parser.add_argument(
         "--share",
         action="store_true",
@@ -40,8 +43,31 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_port(args.host, args.port)
     load_app().launch(args)
     return 0
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, before the models load, an address the page cannot be served on, naming the flags
+    to change (gradio's own message names ``launch()``'s ``server_port``)."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            if sys.platform != "win32":
+                # as uvicorn, which gradio serves with: a port left in TIME_WAIT is free to reuse
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            other = port + 1 if port < 65535 else port - 1
+            raise ServerAddressError(
+                f"port {port} on {host} is already in use. Fix: pass another --port (e.g. --port {other}) "
+                "or stop what is listening there."
+            ) from None
+        raise ServerAddressError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}). Fix: check --host and --port."
+        ) from None
 
 
 def load_app():

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..constants import RECIPES
-from ..io.atomic import atomic_write_file
-from .options import add_model_sources, add_tiny_random
+from ..io.atomic import atomic_write_file, check_output_path
+from .options import add_model_sources, add_sampling_options, add_tiny_random
 
 
 def register(subparsers) -> None:
@@ -22,13 +22,8 @@ def register(subparsers) -> None:
     parser.add_argument("--negative-prompt", default=None, help="what the image should not show")
     add_model_sources(parser)
     add_tiny_random(parser, "for trying the command end to end on any machine, offline")
-    parser.add_argument("--steps", type=int, default=30, help="denoising steps (default: %(default)s)")
-    parser.add_argument(
-        "--guidance", type=float, default=None, help="guidance scale (default: the pipeline's, 7.5 or 5.0)"
-    )
+    add_sampling_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
-    parser.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
     parser.add_argument(
         "--recipe",
         choices=RECIPES,
@@ -52,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io.contact_sheet import side_by_side
     from ..length.tokens import token_report
 
-    stock, long_clip = _load(args)
+    _check_arguments(args)
+    stock, long_clip = load_stock_and_long_clip(args)
     tokenizer = getattr(stock, detect_slots(stock).tokenizer_slots[0])
     print(token_report(args.prompt, tokenizer).summary())
 
@@ -72,8 +68,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace):
-    """The stock pipeline and the Long-CLIP source: tiny random ones, or the named ones."""
+def _check_arguments(args: argparse.Namespace) -> None:
+    """What would otherwise fail after minutes of generating: the output paths and the device."""
+    from ..devices import check_device
+
+    outputs = [args.out, _sibling(args.out, "stock"), _sibling(args.out, "compare")] if args.compare else [args.out]
+    for path in outputs:
+        check_output_path(path, folder=False, flag="--out")
+    if args.device is not None:
+        check_device(args.device)
+
+
+def load_stock_and_long_clip(args: argparse.Namespace):
+    """The stock pipeline and the Long-CLIP source of ``args`` (``--tiny-random``, ``--pipeline``,
+    ``--long-clip``, ``--device``): tiny random ones, or the named ones."""
     if args.tiny_random:
         from .. import tiny
 
@@ -82,32 +90,22 @@ def _load(args: argparse.Namespace):
     from diffusers import DiffusionPipeline
 
     from ..devices import default_device, inference_dtype
-    from ..io.loading import resolve_pipeline
+    from ..io.loading import resolve_pipeline, resolve_source
 
     device = args.device or default_device()
     dtype = inference_dtype(device)
+    pipeline = resolve_pipeline(args.pipeline)
+    resolve_source(args.long_clip)  # a wrong --long-clip fails now, not after the pipeline is loaded
     print(f"loading {args.pipeline} on {device} ({str(dtype).removeprefix('torch.')})")
-    stock = DiffusionPipeline.from_pretrained(resolve_pipeline(args.pipeline), torch_dtype=dtype).to(device)
+    stock = DiffusionPipeline.from_pretrained(pipeline, torch_dtype=dtype).to(device)
     return stock, args.long_clip
 
 
 def _generate(pipe, args: argparse.Namespace):
-    import torch
+    from ..evaluation.generation import GenerationSettings, generate_image
 
-    options = {}
-    if args.guidance is not None:
-        options["guidance_scale"] = args.guidance
-    # a CPU generator gives the same starting noise on every device, so runs compare
-    generator = torch.Generator("cpu").manual_seed(args.seed)
-    return pipe(
-        prompt=args.prompt,
-        negative_prompt=args.negative_prompt,
-        num_inference_steps=args.steps,
-        height=args.height,
-        width=args.width,
-        generator=generator,
-        **options,
-    ).images[0]
+    settings = GenerationSettings(steps=args.steps, guidance=args.guidance, height=args.height, width=args.width)
+    return generate_image(pipe, {"prompt": args.prompt, "negative_prompt": args.negative_prompt}, args.seed, settings)
 
 
 def _sibling(path: Path, tag: str) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 from ..constants import (
     DEFAULT_KEEP,
@@ -83,13 +84,70 @@ def row_count(text: str) -> int:
 
 def positive_ratio(text: str) -> float:
     """argparse type of ``--ratio``: a finite number above 0."""
+    return _finite_number(text, "the ratio", f"{DEFAULT_RATIO:g}", zero_allowed=False)
+
+
+def _finite_number(text: str, what: str, example: str, zero_allowed: bool) -> float:
+    """``text`` as a finite float above 0 (or 0 too, when ``zero_allowed``), else an argparse
+    error naming ``what`` and an ``example``."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; pass e.g. {DEFAULT_RATIO:g}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"the ratio must be a finite number above 0; got {text}")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; pass e.g. {example}") from None
+    if not (math.isfinite(value) and (value > 0 or (zero_allowed and value == 0))):
+        bound = ", 0 or more" if zero_allowed else " above 0"
+        raise argparse.ArgumentTypeError(f"{what} must be a finite number{bound}; got {text}")
     return value
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type: a whole number, ``minimum`` or more (checked before any model is loaded)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is too small; pass {minimum} or more")
+        return value
+
+    return parse
+
+
+def image_side(text: str) -> int:
+    """argparse type of ``--height`` / ``--width``: a positive multiple of 8, as the diffusers
+    pipelines require (their VAEs scale by 8)."""
+    value = int_at_least(8)(text)
+    if value % 8:
+        raise argparse.ArgumentTypeError(f"{value} is not a multiple of 8; pass e.g. {value // 8 * 8 or 8}")
+    return value
+
+
+def guidance_scale(text: str) -> float:
+    """argparse type of ``--guidance``: a finite number, 0 or more."""
+    return _finite_number(text, "the guidance scale", "7.5", zero_allowed=True)
+
+
+def port_number(text: str) -> int:
+    """argparse type of ``--port``: a TCP port, 1 to 65535."""
+    value = int_at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port; pass 1 to 65535, e.g. 7860")
+    return value
+
+
+def device_name(text: str) -> str:
+    """argparse type of a script's ``--device``: one this machine has
+    (:func:`~longclip_diffusers.devices.check_device`; torch is imported only when it is given)."""
+    from ..devices import check_device
+    from ..errors import DeviceNotAvailableError
+
+    try:
+        check_device(text)
+    except DeviceNotAvailableError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_tiny_random(parser: argparse.ArgumentParser, purpose: str) -> None:
@@ -116,4 +174,18 @@ def add_model_sources(parser: argparse.ArgumentParser) -> None:
         metavar="SRC",
         help="Long-CLIP or TULIP text encoder: hub id, .pt/.safetensors checkpoint or transformers "
         "directory (default: %(default)s)",
+    )
+
+
+def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """``--steps``, ``--guidance``, ``--height`` and ``--width``: how each image is sampled."""
+    parser.add_argument("--steps", type=int_at_least(1), default=30, help="denoising steps (default: %(default)s)")
+    parser.add_argument(
+        "--guidance", type=guidance_scale, default=None, help="guidance scale (default: the pipeline's, 7.5 or 5.0)"
+    )
+    parser.add_argument(
+        "--height", type=image_side, default=None, help="image height, a multiple of 8 (default: the model's)"
+    )
+    parser.add_argument(
+        "--width", type=image_side, default=None, help="image width, a multiple of 8 (default: the model's)"
     )

@@ -7,8 +7,10 @@ bigG) so that both SDXL encoders read 248 tokens.
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from ..constants import DEFAULT_RATIO, LONG_LENGTH
+from ..constants import DEFAULT_KEEP, DEFAULT_RATIO, LONG_LENGTH
 from ..errors import CheckpointError, IncompatibleEncoderError
 from ..io.atomic import refuse_existing_output
 from .options import add_output_options, add_src_out_parser, add_stretch_options
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from transformers import CLIPModel, CLIPTextModelWithProjection
 
     from ..compat import text_config
-    from ..io.export import save_model
+    from ..io.export import FullModel, TextEncoder, save_model
     from ..io.loading import load_clip_model, load_text_encoder, load_tokenizer, resolve_source, saved_model_class
     from ..length.stretching import position_table, stretch_text_encoder
 
@@ -58,8 +60,10 @@ def run(args: argparse.Namespace) -> int:
             "`longclip-diffusers convert`, which stretches 77-position OpenAI CLIP checkpoints."
         )
     cls = saved_model_class(source)
+    _refuse_no_op(args, _saved_positions(source))
     with tqdm(total=3, desc="loading", unit="step", leave=False) as progress:
         tokenizer = load_tokenizer(args.tokenizer or source)
+        model: FullModel | TextEncoder
         if cls is CLIPModel:
             model = load_clip_model(source)
         else:
@@ -82,3 +86,27 @@ def run(args: argparse.Namespace) -> int:
         f"(tokenizer from {tokenizer.name_or_path}); saved to {args.out}"
     )
     return 0
+
+
+def _saved_positions(folder: Path) -> int | None:
+    """The text positions ``folder/config.json`` records (a text config, or a CLIPModel's
+    ``text_config``), read before any weight is loaded."""
+    config = json.loads((folder / "config.json").read_text())
+    return (config.get("text_config") or config).get("max_position_embeddings")
+
+
+def _refuse_no_op(args: argparse.Namespace, old_length: int | None) -> None:
+    """Refuse a --keep / --ratio that would not lengthen the table (e.g. ``--keep 77`` on a
+    77-position encoder keeps every row): the output would be the input, reported as stretched."""
+    from ..length.stretching import stretched_length
+
+    if old_length is None or (old_length >= LONG_LENGTH and args.ratio is None):
+        return  # no table to read here (TULIP), or refused with its own message once loaded
+    ratio = args.ratio or DEFAULT_RATIO
+    new_length = stretched_length(old_length, args.keep, ratio)
+    if new_length <= old_length:
+        raise IncompatibleEncoderError(
+            f"--keep {args.keep} --ratio {ratio:g} on '{args.src}', which has {old_length} positions, gives "
+            f"{new_length}: nothing would be stretched. Fix: keep fewer rows than the encoder has "
+            f"(Long-CLIP keeps {DEFAULT_KEEP}) and a --ratio above 1."
+        )

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from functools import partial
+from typing import TYPE_CHECKING, cast
 
 import torch
-from transformers import CLIPModel, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from ..errors import InvalidArgumentError
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO, stretch_position_table
 from .model_building import ConvertKind, assign_all_weights, build_without_init, rename_to_model_keys
 from .openai_keys import (
@@ -29,6 +31,9 @@ from .openai_keys import (
 from .read_checkpoint import as_state_dict, read_state_dict
 from .single_file import TOWERS, convert_text_tower, keys_to_read
 from .tulip_checkpoint import convert_tulip_checkpoint, is_tulip_state_dict
+
+if TYPE_CHECKING:
+    from ..tulip import TulipModel, TulipTextModel, TulipTextModelWithProjection
 
 _MODEL_CLASSES = {
     "full": CLIPModel,
@@ -47,7 +52,14 @@ def convert_checkpoint(
     eos_token_id: int = CLIP_EOS_TOKEN_ID,
     tulip: bool | None = None,
     tower: str | None = None,
-) -> CLIPModel | CLIPTextModel | CLIPTextModelWithProjection:
+) -> (
+    CLIPModel
+    | CLIPTextModel
+    | CLIPTextModelWithProjection
+    | TulipModel
+    | TulipTextModel
+    | TulipTextModelWithProjection
+):
     """Convert an OpenAI-layout checkpoint (a Long-CLIP ``.pt``/``.safetensors`` file, or a state
     dict already read) to a float32 transformers model in eval mode.
 
@@ -68,9 +80,9 @@ def convert_checkpoint(
     :func:`~longclip_diffusers.conversion.single_file.convert_text_tower`.
     """
     if kind not in _MODEL_CLASSES:
-        raise ValueError(f"kind must be one of {', '.join(map(repr, _MODEL_CLASSES))}; got {kind!r}")
+        raise InvalidArgumentError(f"kind must be one of {', '.join(map(repr, _MODEL_CLASSES))}; got {kind!r}")
     if tower is not None and tower not in TOWERS:
-        raise ValueError(f"tower must be one of {', '.join(TOWERS)}; got {tower!r}")
+        raise InvalidArgumentError(f"tower must be one of {', '.join(TOWERS)}; got {tower!r}")
     if isinstance(source, (str, os.PathLike)):
         state_dict = read_state_dict(source, select=partial(keys_to_read, tower=tower))
     else:
@@ -87,10 +99,12 @@ def convert_checkpoint(
             state_dict, kind, tower, keep, ratio, num_heads, bos_token_id, eos_token_id, caller_owns_tensors, where
         )
 
+    config: CLIPConfig | CLIPTextConfig
     if kind == "full":
         weights = openai_to_transformers(state_dict, vision=True)
         config = infer_clip_config(state_dict, num_heads, bos_token_id, eos_token_id)
-        text_config = config.text_config
+        # a built CLIPConfig holds a CLIPTextConfig (transformers also annotates the dict it takes)
+        text_config = cast(CLIPTextConfig, config.text_config)
     else:
         weights = openai_text_to_transformers(state_dict)
         config = text_config = infer_text_config(state_dict, "", num_heads, bos_token_id, eos_token_id)

@@ -2,7 +2,7 @@
 it to transformers' ``CLIPModel`` keys.
 
 Pure functions on state dicts, nothing read or written here. The layout, the two Long-CLIP
-position tables and the "heads = width // 64" rule are in REFERENCE.md section 1.
+position tables and the "heads = width // 64" rule are in docs/checkpoint-format.md.
 
 * :func:`infer_text_config`, :func:`infer_vision_config`, :func:`infer_clip_config`: transformers
   configs from tensor shapes.
@@ -23,14 +23,14 @@ import torch
 from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 
 from ..constants import STOCK_LENGTH
-from ..errors import CheckpointError
+from ..errors import CheckpointError, VocabularyMismatchError
 
 #: Long-CLIP's forward adds ``positional_embedding`` through a 0/1 mask that is 1 on rows 0-19 and
-#: ``positional_embedding_res`` through the complementary mask (REFERENCE.md section 1; the masks
+#: ``positional_embedding_res`` through the complementary mask (docs/checkpoint-format.md; the masks
 #: are not saved). This is the first row of the second mask.
 LONGCLIP_MASK_SPLIT = 20
 
-#: The CLIP BPE tokenizer's start and end ids (REFERENCE.md section 1); EOT is the largest id.
+#: The CLIP BPE tokenizer's start and end ids (docs/checkpoint-format.md); EOT is the largest id.
 CLIP_BOS_TOKEN_ID = 49406
 CLIP_EOS_TOKEN_ID = 49407
 
@@ -40,7 +40,7 @@ OPENAI_CONTEXT_LENGTH = STOCK_LENGTH
 #: OpenAI's (and Long-CLIP's) loader derives the head count as width // 64 in both towers.
 HEAD_WIDTH = 64
 
-#: Non-tensor bookkeeping entries of OpenAI's JIT files (REFERENCE.md section 1), not weights.
+#: Non-tensor bookkeeping entries of OpenAI's JIT files (docs/checkpoint-format.md), not weights.
 IGNORED_KEYS = frozenset({"input_resolution", "context_length", "vocab_size"})
 
 LOGIT_SCALE_KEY = "logit_scale"
@@ -89,12 +89,13 @@ class TextTower:
         bos_token_id: int = CLIP_BOS_TOKEN_ID,
         eos_token_id: int = CLIP_EOS_TOKEN_ID,
     ) -> CLIPTextConfig:
-        """The transformers config (QuickGELU, LayerNorm eps 1e-5, REFERENCE.md section 1)."""
+        """The transformers config (QuickGELU, LayerNorm eps 1e-5; docs/checkpoint-format.md)."""
         for name, value in (("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id)):
             if not 0 <= value < self.vocab_size:
-                raise CheckpointError(
+                raise VocabularyMismatchError(
                     f"{name}={value} is outside the checkpoint's vocabulary of {self.vocab_size} "
-                    f"tokens. Fix: pass {name}= the tokenizer's id for it."
+                    f"tokens. Fix: pass {name}= the tokenizer's id for it.",
+                    self.vocab_size,
                 )
         return CLIPTextConfig(
             vocab_size=self.vocab_size,
@@ -145,7 +146,7 @@ class VisionTower:
         return shapes
 
     def config(self, num_heads: int | None = None) -> CLIPVisionConfig:
-        """The transformers config (QuickGELU, LayerNorm eps 1e-5, REFERENCE.md section 1)."""
+        """The transformers config (QuickGELU, LayerNorm eps 1e-5; docs/checkpoint-format.md)."""
         return CLIPVisionConfig(
             hidden_size=self.width,
             intermediate_size=self.mlp_width,
@@ -302,7 +303,7 @@ def check_openai_state_dict(
 
 def merged_position_table(state_dict: dict[str, torch.Tensor], prefix: str = "") -> torch.Tensor:
     """The single position table the forward pass effectively uses: rows 0-19 of
-    ``positional_embedding`` and rows 20.. of ``positional_embedding_res`` (REFERENCE.md section 1);
+    ``positional_embedding`` and rows 20.. of ``positional_embedding_res`` (docs/checkpoint-format.md);
     the table itself when there is no second one."""
     first = state_dict[f"{prefix}positional_embedding"]
     second = state_dict.get(f"{prefix}positional_embedding_res")

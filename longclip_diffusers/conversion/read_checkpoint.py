@@ -1,8 +1,8 @@
 """Reading checkpoint files into a plain ``{name: tensor}`` state dict, safely.
 
 Pickled files go through ``torch.load(weights_only=True)`` only, which refuses (without running
-it) anything but tensors and plain containers; a pickle can otherwise run code (REFERENCE.md
-section 1). ``.safetensors`` files hold nothing but tensors. Every failure is a
+it) anything but tensors and plain containers; a pickle can otherwise run code (docs/checkpoint-format.md).
+``.safetensors`` files hold nothing but tensors. Every failure is a
 :class:`~longclip_diffusers.errors.CheckpointError` with the reason and the fix.
 """
 

@@ -28,7 +28,7 @@ import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from ..constants import STOCK_LENGTH
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InvalidArgumentError
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO, stretch_position_table
 from .model_building import assign_all_weights, build_without_init, rename_to_model_keys
 from .openai_keys import (
@@ -116,7 +116,7 @@ def select_text_tower(
     widest, as in every SD family.
     """
     if tower is not None and tower not in TOWERS:
-        raise ValueError(f"tower must be one of {', '.join(TOWERS)}; got {tower!r}")
+        raise InvalidArgumentError(f"tower must be one of {', '.join(TOWERS)}; got {tower!r}")
     if not towers:
         raise CheckpointError(
             f"{source} holds no CLIP text encoder (no '*token_embedding.weight' key). Fix: pass a "

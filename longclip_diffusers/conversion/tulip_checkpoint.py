@@ -1,6 +1,6 @@
 """Released TULIP checkpoints (open_clip format) to TULIP transformers models.
 
-TULIP's text tower is OpenAI CLIP's key for key (REFERENCE.md sections 1 and 4) except that it
+TULIP's text tower is OpenAI CLIP's key for key (docs/checkpoint-format.md, docs/tulip.md) except that it
 has no ``positional_embedding``. So the conversion reuses THE key map and config inference of
 :mod:`longclip_diffusers.conversion.openai_keys` by presenting the tower as what it is, an OpenAI tower
 whose position table has zero rows; the empty table is dropped again after mapping.
@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InvalidArgumentError
 from ..tulip.configuration import TulipConfig, tulip_text_config_from_clip
 from ..tulip.full_model import TulipModel
 from ..tulip.modeling import TulipTextModel, TulipTextModelWithProjection
@@ -32,7 +32,7 @@ from .openai_keys import (
 )
 from .read_checkpoint import as_state_dict, read_state_dict
 
-#: The context TULIP's main run was trained at (paper section 4; REFERENCE.md section 4).
+#: The context TULIP's main run was trained at (TULIP paper section 4; docs/tulip.md).
 TULIP_CONTEXT_LENGTH = 248
 #: open_clip models with a separate text tower (``CustomTextCLIP``) keep it under this prefix.
 OPEN_CLIP_TEXT_PREFIX = "text."
@@ -73,16 +73,15 @@ def convert_tulip_checkpoint(
     eval mode: ``kind`` ``"text_with_projection"`` (default), ``"text"``, or ``"full"`` (a
     :class:`TulipModel` with CLIP's vision tower, for evaluation).
 
-    ``hidden_act`` is exact GELU as released (REFERENCE.md section 4); ``num_heads`` overrides
+    ``hidden_act`` is exact GELU as released (docs/tulip.md); ``num_heads`` overrides
     width // 64. The RoPE base is ``rope_theta`` (10000 in the paper's main run, which trained at
     248 tokens, so no NTK scaling); the config records those 248 as ``trained_length`` whatever
     ``max_position_embeddings`` the model is set up for, and NTK scaling by
     :func:`~longclip_diffusers.set_context_length` starts from there.
     """
     if kind not in ("full", *_TEXT_CLASSES):
-        raise ValueError(f"kind must be 'full', 'text' or 'text_with_projection'; got {kind!r}")
-    from_file = isinstance(source, (str, os.PathLike))
-    if from_file:
+        raise InvalidArgumentError(f"kind must be 'full', 'text' or 'text_with_projection'; got {kind!r}")
+    if isinstance(source, (str, os.PathLike)):
         state_dict = read_state_dict(source)
     else:
         state_dict = as_state_dict(source, "the state dict passed in")
@@ -114,7 +113,8 @@ def convert_tulip_checkpoint(
         model = build_without_init(TulipModel, config)
     else:
         model = build_without_init(_TEXT_CLASSES[kind], text_config)
-    assign_all_weights(model, rename_to_model_keys(model, weights, kind), copy=not from_file)
+    caller_owns_tensors = not isinstance(source, (str, os.PathLike))
+    assign_all_weights(model, rename_to_model_keys(model, weights, kind), copy=caller_owns_tensors)
     return model.eval()
 
 

@@ -20,6 +20,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import argparse  # noqa: E402
 import logging  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
@@ -49,8 +50,10 @@ IMAGE_HEIGHT = 384
 class Studio:
     """The two pipelines (sharing UNet, VAE and scheduler config) and the page's defaults."""
 
-    stock: object
-    long: object
+    # Any: a diffusers pipeline's components (unet, tokenizer, ...) are attributes it registers at
+    # run time, which no static type lists
+    stock: Any
+    long: Any
     title: str
     random_weights: bool
     width: int
@@ -65,6 +68,8 @@ class Studio:
 
 def load_studio(pipeline: str, long_clip: str, tiny_random: bool = False, device: str | None = None) -> Studio:
     """Load the stock pipeline once and derive the Long-CLIP one from it (shared UNet/VAE)."""
+    stock: Any
+    long: Any
     if tiny_random:
         stock, long = long_clip_pair(*tiny.tiny_sd_pipeline_and_long_clip())
         title = "tiny random SD pipeline + tiny stretched text encoder"

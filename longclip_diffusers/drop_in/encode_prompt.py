@@ -6,7 +6,7 @@ prompts, ``num_images_per_prompt``, dtype, LoRA scale all stay diffusers'), afte
 filled in the embeddings diffusers would get wrong:
 
 * SD1.x with ``clip_skip``: diffusers reaches ``text_encoder.text_model.final_layer_norm``, which
-  transformers 5's flat ``CLIPTextModel`` lacks (REFERENCE.md section 6);
+  transformers 5's flat ``CLIPTextModel`` lacks (docs/sdxl-recipes.md);
 * SDXL with the ``"longclip"`` recipe (see :mod:`longclip_diffusers.drop_in.layer_recipes`).
 
 It also warns, naming the words, when a prompt runs past the encoders' length.

@@ -1,6 +1,6 @@
 """Which hidden layer of a CLIP text encoder becomes the UNet's text conditioning.
 
-Two recipes (REFERENCE.md section 6):
+Two recipes (docs/sdxl-recipes.md):
 
 * ``"standard"``: what diffusers does and what each UNet was trained on. SD1.x reads the last
   layer after the final LayerNorm (``clip_skip=k``: layer ``-(k+1)`` then the final LayerNorm);
@@ -22,12 +22,13 @@ from torch import nn
 
 from ..compat import text_transformer
 from ..constants import RECIPES
+from ..errors import InvalidArgumentError
 
 
 def check_recipe(recipe: str) -> str:
-    """Return ``recipe`` if it is one of :data:`RECIPES`, else raise ``ValueError`` naming them."""
+    """Return ``recipe`` if it is one of :data:`RECIPES`, else raise :class:`InvalidArgumentError` naming them."""
     if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        raise InvalidArgumentError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     return recipe
 
 

@@ -67,7 +67,7 @@ class LongClipStableDiffusionXLPipeline(StableDiffusionXLPipeline):
         _construct(self, StableDiffusionXLPipeline, locals())
 
 
-def _construct(pipe, parent: type, arguments: dict) -> None:
+def _construct(pipe, parent: type[StableDiffusionPipeline] | type[StableDiffusionXLPipeline], arguments: dict) -> None:
     """Run ``parent.__init__`` with the ``__init__`` ``arguments`` of ``pipe`` (its ``locals()``),
     then record the recipe in the config and apply Long-CLIP.
 

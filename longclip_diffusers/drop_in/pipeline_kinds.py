@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..compat import text_transformer
-from ..errors import IncompatibleEncoderError
+from ..errors import IncompatibleEncoderError, UnsupportedModelError
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,6 @@ def is_text_encoder(model) -> bool:
     """Whether ``model`` has a CLIP-style text tower (see the module docstring)."""
     try:
         text_transformer(model)
-    except TypeError:
+    except UnsupportedModelError:
         return False
     return isinstance(model, nn.Module)

@@ -4,8 +4,8 @@ What changes, decided by the pipeline's components (:mod:`longclip_diffusers.dro
 
 * the CLIP-L ``text_encoder`` (SD1.x, SDXL base) is replaced by the Long-CLIP encoder;
 * SDXL's OpenCLIP bigG ``text_encoder_2`` (base and refiner) is stretched with
-  knowledge-preserved stretching, no training (REFERENCE.md section 2); the pooled vector comes
-  from it. Every encoder then has 248 positions, the only mix that works (REFERENCE.md section 6);
+  knowledge-preserved stretching, no training (docs/stretching.md); the pooled vector comes
+  from it. Every encoder then has 248 positions, the only mix that works (docs/sdxl-recipes.md);
 * the tokenizers read ``max_length`` tokens;
 * ``pipe.encode_prompt`` becomes a :class:`~longclip_diffusers.drop_in.encode_prompt.LongClipPromptEncoder`
   (recipe choice, ``clip_skip`` on transformers 5, a warning naming words past the limit).

@@ -1,6 +1,7 @@
 """Evaluation of CLIP-like models: retrieval recall, zero-shot accuracy, the effective-length
-curve (REFERENCE.md section 5). Maths in :mod:`.metrics`, data layouts in the ``*_datasets``
-modules, feature extraction in :mod:`.encoding`."""
+curve (docs/evaluation.md). Maths in :mod:`.metrics`, data layouts in the ``*_datasets``
+modules, feature extraction in :mod:`.encoding`. Images generated from long prompts, judged by
+such a model, are compared in :mod:`.generation` (imported on its own: it builds pipelines)."""
 
 from .classification_datasets import (
     CLASSIFICATION_LOADERS,

@@ -19,10 +19,12 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 from PIL import Image
 
+from ..errors import DataFormatError, InputNotFoundError
 from .registry import load_named
 from .safe_pickle import load_array_pickle
 
@@ -42,7 +44,7 @@ class ClassificationDataset:
         return len(self.labels)
 
 
-class ArrayImages(Sequence):
+class ArrayImages(Sequence[Image.Image]):
     """A ``[N, H, W, 3]`` uint8 array seen as a sequence of PIL images, made on access."""
 
     def __init__(self, pixels: np.ndarray):
@@ -51,7 +53,15 @@ class ArrayImages(Sequence):
     def __len__(self) -> int:
         return len(self.pixels)
 
-    def __getitem__(self, index: int) -> Image.Image:
+    @overload
+    def __getitem__(self, index: int) -> Image.Image: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> ArrayImages: ...
+
+    def __getitem__(self, index: int | slice) -> Image.Image | ArrayImages:
+        if isinstance(index, slice):
+            return ArrayImages(self.pixels[index])
         return Image.fromarray(self.pixels[index])
 
 
@@ -59,14 +69,14 @@ def load_imagenet(root: str | Path) -> ClassificationDataset:
     root = Path(root)
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     if not folders:
-        raise ValueError(f"{root} has no class folders: pass the ImageFolder root (e.g. val/)")
+        raise DataFormatError(f"{root} has no class folders: pass the ImageFolder root (e.g. val/)")
     images, labels = [], []
     for label, folder in enumerate(folders):
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         images += files
         labels += [label] * len(files)
     if not images:
-        raise ValueError(f"the class folders of {root} hold no images")
+        raise DataFormatError(f"the class folders of {root} hold no images")
     names = _imagefolder_classnames(root, [f.name for f in folders])
     return ClassificationDataset("imagenet", names, images, labels)
 
@@ -80,7 +90,7 @@ def _imagefolder_classnames(root: Path, folders: list[str]) -> list[str]:
         if isinstance(data, dict):
             missing = [f for f in folders if f not in data]
             if missing:
-                raise ValueError(f"{js} has no name for folders {missing[:5]}: add them")
+                raise DataFormatError(f"{js} has no name for folders {missing[:5]}: add them")
             names = [data[f] for f in folders]
         else:
             names = list(data)
@@ -88,7 +98,7 @@ def _imagefolder_classnames(root: Path, folders: list[str]) -> list[str]:
         names = folders
     if len(names) != len(folders):
         source = txt if txt.is_file() else js
-        raise ValueError(
+        raise DataFormatError(
             f"{source} lists {len(names)} class names but {root} has {len(folders)} class "
             "folders: give one name per folder, in sorted folder order"
         )
@@ -113,7 +123,7 @@ def _cifar_folder(root: Path, name: str, test_file: str) -> Path:
     for folder in (root / name, root):
         if (folder / test_file).is_file():
             return folder
-    raise FileNotFoundError(f"no {name}/{test_file} under {root}: unpack the python version of the data set there")
+    raise InputNotFoundError(f"no {name}/{test_file} under {root}: unpack the python version of the data set there")
 
 
 def _cifar(name: str, label_names, data, labels) -> ClassificationDataset:

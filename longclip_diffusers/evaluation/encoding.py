@@ -17,6 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..compat import text_config
+from ..errors import IncompatibleEncoderError
 from .preprocessing import ImageTransform
 
 
@@ -25,7 +26,7 @@ def text_max_length(model) -> int:
     CLIP; 248 for Long-CLIP and for TULIP, whose rotary positions are set to a context length)."""
     positions = getattr(text_config(model), "max_position_embeddings", None)
     if not positions:
-        raise ValueError(
+        raise IncompatibleEncoderError(
             f"{type(model).__name__} has no max_position_embeddings in its text config: pass max_length explicitly"
         )
     return int(positions)

@@ -1,4 +1,4 @@
-"""The effective-length experiment (Long-CLIP paper; REFERENCE.md section 5): retrieval R@1 as
+"""The effective-length experiment (Long-CLIP paper, section 3.1; docs/evaluation.md): retrieval R@1 as
 captions are cut to more and more tokens. CLIP stops improving at about 20 tokens; a model that
 really reads long text keeps rising up to its full length.
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..constants import CURVE_LENGTHS
-from ..errors import MissingDependencyError
+from ..errors import InvalidArgumentError, MissingDependencyError
 from ..io.atomic import atomic_write_file
 from .metrics import feature_recall_at_k
 from .models import EvalModel
@@ -39,7 +39,7 @@ def length_curve(
     "image_to_text", "text_to_image"}]}`` with one R@1 fraction per length.
     """
     if not lengths or min(lengths) < 2:
-        raise ValueError(f"lengths {list(lengths)} must be at least 2 (start and end tokens)")
+        raise InvalidArgumentError(f"lengths {list(lengths)} must be at least 2 (start and end tokens)")
     curves = []
     for model in models:
         images = model.encode_images(

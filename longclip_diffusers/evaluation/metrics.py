@@ -1,6 +1,6 @@
 """Retrieval recall and classification accuracy from features: pure tensor maths, no I/O.
 
-Conventions (REFERENCE.md section 5):
+Conventions (docs/evaluation.md):
 
 - Image-to-text: an image is a hit at k when ANY of its captions is among its k best texts
   (COCO and Flickr30k have 5 captions per image; Urban-1k, ShareGPT4V-1k and Long-DCI one).
@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
+from ..errors import InvalidArgumentError
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 
@@ -53,9 +55,11 @@ def recall_from_ranks(ranks: torch.Tensor, ks: Sequence[int] = DEFAULT_KS) -> di
 
 
 def recall_at_k(
-    similarity: torch.Tensor, text_to_image: torch.Tensor, ks: Sequence[int] = DEFAULT_KS
+    similarity: torch.Tensor, text_to_image: torch.Tensor | Sequence[int], ks: Sequence[int] = DEFAULT_KS
 ) -> dict[str, dict[str, float]]:
     """Recall@k in both directions from a full ``[images, texts]`` similarity matrix.
+
+    ``text_to_image[j]`` (a tensor or a list of ints) is the image index of caption ``j``.
 
     Returns ``{"image_to_text": {"R@1": ...}, "text_to_image": {...}}``.
     """
@@ -69,7 +73,7 @@ def recall_at_k(
 def feature_recall_at_k(
     image_features: torch.Tensor,
     text_features: torch.Tensor,
-    text_to_image: torch.Tensor,
+    text_to_image: torch.Tensor | Sequence[int],
     ks: Sequence[int] = DEFAULT_KS,
     chunk_size: int = 1024,
 ) -> dict[str, dict[str, float]]:
@@ -90,29 +94,29 @@ def feature_recall_at_k(
     }
 
 
-def _check_assignment(text_to_image: torch.Tensor, num_images: int, num_texts: int) -> torch.Tensor:
+def _check_assignment(text_to_image: torch.Tensor | Sequence[int], num_images: int, num_texts: int) -> torch.Tensor:
     text_to_image = torch.as_tensor(text_to_image, dtype=torch.long)
     if text_to_image.shape != (num_texts,):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"text_to_image has shape {tuple(text_to_image.shape)} but there are {num_texts} "
             "texts: give one image index per caption"
         )
     if num_texts and (text_to_image.min() < 0 or text_to_image.max() >= num_images):
-        raise ValueError(f"text_to_image holds indices outside 0..{num_images - 1}")
+        raise InvalidArgumentError(f"text_to_image holds indices outside 0..{num_images - 1}")
     if torch.bincount(text_to_image, minlength=num_images).eq(0).any():
-        raise ValueError("some images have no caption: drop them from the data set or give each a caption")
+        raise InvalidArgumentError("some images have no caption: drop them from the data set or give each a caption")
     return text_to_image
 
 
 def topk_accuracy(
     image_features: torch.Tensor,
     class_features: torch.Tensor,
-    labels: torch.Tensor,
+    labels: torch.Tensor | Sequence[int],
     ks: Sequence[int] = (1, 5),
 ) -> dict[str, float]:
     """Zero-shot top-k accuracy: ``{"top1": ..., "top5": ...}``.
 
-    CLIP scores classes with ``100 * image @ class.T`` (REFERENCE.md section 5); the positive
+    CLIP scores classes with ``100 * image @ class.T`` (docs/evaluation.md); the positive
     scale changes no ranking, so plain dot products are used. Ties count against the model.
     """
     labels = torch.as_tensor(labels, dtype=torch.long, device=image_features.device)

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..io.image_preprocessing import ClipImageTransform
+from ..errors import IncompatibleEncoderError
+from ..io.image_preprocessing import ClipImageTransform, clip_image_processor_class
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 
@@ -33,24 +34,11 @@ def image_transform_for(model, source: str | Path | None = None) -> ImageTransfo
     """The preprocessing saved with ``source`` when it is a model directory that has one,
     else CLIP's transform at ``model``'s image size."""
     if source is not None and (Path(source) / "preprocessor_config.json").is_file():
-        return ProcessorTransform(_image_processor_class().from_pretrained(source))
+        return ProcessorTransform(clip_image_processor_class().from_pretrained(source))
     vision = getattr(model.config, "vision_config", None)
     if vision is None:
-        raise ValueError(
+        raise IncompatibleEncoderError(
             f"{type(model).__name__} has no vision tower: evaluate a full CLIP model "
             "(text + vision), e.g. one written by `longclip-diffusers convert` without --text-only"
         )
     return ClipImageTransform(size=vision.image_size)
-
-
-def _image_processor_class():
-    # Without torchvision, transformers 5 falls back to the PIL processor with a warning on
-    # every load; ask for the PIL one directly where it exists.
-    try:
-        from transformers import CLIPImageProcessorPil
-
-        return CLIPImageProcessorPil
-    except ImportError:
-        from transformers import CLIPImageProcessor
-
-        return CLIPImageProcessor

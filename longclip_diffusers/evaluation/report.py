@@ -60,3 +60,64 @@ def length_curve_table(curve: dict) -> str:
     ]
     header = ["R@1 at tokens", *(str(n) for n in curve["lengths"])]
     return f"{curve['dataset']}: R@1 (%) by caption length\n{_table(header, rows)}"
+
+
+_GENERATION_COLUMNS = (
+    ("whole_prompt_cosine", "whole-prompt cosine", 1, 3),
+    ("sentence_cosine", "sentence cosine", 1, 3),
+    ("sentence_share", "sentences matched (%)", 100, 1),
+)
+
+
+def generation_markdown(result: dict) -> str:
+    """A Markdown table of :func:`~.generation.evaluate_generation`'s results: per pipeline, each
+    score with its interval and its paired difference from the baseline, and the time per image."""
+    baseline = result["baseline"]
+    present = [column for column in _GENERATION_COLUMNS if column[0] in result["summary"][baseline]]
+    header = ["pipeline"]
+    for _, title, _, _ in present:
+        header += [title, f"Δ vs {baseline}"]
+    header.append("s / image (median)")
+    rows = []
+    for name in result["pipelines"]:
+        entry = result["summary"][name]
+        row = [name]
+        for key, _, scale, digits in present:
+            score = entry[key]
+            row.append(_with_interval(score["mean"], score["ci"], scale, digits))
+            delta = score.get("delta")
+            row.append(_with_interval(delta["mean"], delta["ci"], scale, digits, signed=True) if delta else "—")
+        seconds = entry["seconds_per_image"]["median"]
+        row.append("—" if seconds is None else f"{seconds:.2f}")
+        rows.append(row)
+    bootstrap = result["bootstrap"]
+    truncated = sum(prompt["judge_truncated"] for prompt in result["prompts"])
+    notes = [
+        f"Judge: {result['judge']} (reads {result['judge_max_length']} tokens"
+        + (f"; {truncated} prompt(s) are longer and were cut for the whole-prompt score" if truncated else "")
+        + ").",
+        f"{result['num_prompts']} prompt(s) × {len(result['seeds'])} seed(s) ({', '.join(map(str, result['seeds']))}), "
+        "the same seeds for every pipeline.",
+        f"[low, high]: {100 * bootstrap['confidence']:g}% bootstrap intervals over {bootstrap['resamples']} resamples "
+        f"({bootstrap['resampling']}); Δ: the paired difference from {baseline}.",
+    ]
+    if "sentence_share" not in result["summary"][baseline]:
+        notes.append("Sentences matched needs two prompts or more (each image is compared with another prompt's).")
+    table = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+    return (
+        "# Long-prompt alignment of generated images\n\n"
+        + "\n".join(table)
+        + "\n\n"
+        + "\n".join(f"- {note}" for note in notes)
+        + "\n"
+    )
+
+
+def _with_interval(mean: float, interval: list[float], scale: float, digits: int, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    low, high = (scale * value for value in interval)
+    return f"{scale * mean:{sign}.{digits}f} [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"

@@ -1,4 +1,4 @@
-"""Image-text retrieval sets, read from each one's published layout (REFERENCE.md section 5).
+"""Image-text retrieval sets, read from each one's published layout (docs/evaluation.md).
 
 Each loader returns a :class:`RetrievalDataset`: image paths, captions, and the image index of
 every caption. Nothing is decoded here; images are opened while encoding.
@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import DataFormatError, InputNotFoundError, InvalidArgumentError
 from .registry import load_named
 
 SHAREGPT4V_JSON = "share-captioner_coco_lcs_sam_1246k_1107.json"
@@ -48,7 +49,7 @@ class RetrievalDataset:
         if not self.text_to_image:
             self.text_to_image = list(range(len(self.captions)))
         if len(self.text_to_image) != len(self.captions):
-            raise ValueError("text_to_image needs one image index per caption")
+            raise InvalidArgumentError("text_to_image needs one image index per caption")
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -68,7 +69,7 @@ def load_sharegpt4v(root: str | Path) -> RetrievalDataset:
     root = Path(root)
     json_path = root if root.is_file() else root / SHAREGPT4V_JSON
     if not json_path.is_file():
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"{json_path} not found: pass --root the folder holding {SHAREGPT4V_JSON} "
             "(images relative to it) or the json file itself"
         )
@@ -77,7 +78,7 @@ def load_sharegpt4v(root: str | Path) -> RetrievalDataset:
         captions = [e["conversations"][1]["value"].replace("\n", " ") for e in entries]
         images = [json_path.parent / e["image"] for e in entries]
     except (KeyError, IndexError, TypeError) as exc:
-        raise ValueError(
+        raise DataFormatError(
             f"{json_path} is not in ShareGPT4V's layout (entries with 'image' and a "
             f"'conversations' list of at least two turns): {exc!r}"
         ) from exc
@@ -91,7 +92,7 @@ def load_dci(root: str | Path) -> RetrievalDataset:
         with csv_path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle, delimiter="\t"))
         if rows and not {"filepath", "title"} <= rows[0].keys():
-            raise ValueError(f"{csv_path} needs tab-separated columns 'filepath' and 'title'")
+            raise DataFormatError(f"{csv_path} needs tab-separated columns 'filepath' and 'title'")
         images = [root / row["filepath"] for row in rows]
         return RetrievalDataset("dci", _checked(images, csv_path, "rows"), [row["title"] for row in rows])
     release = root / "densely_captioned_images"
@@ -110,7 +111,7 @@ def load_coco(root: str | Path) -> RetrievalDataset:
     root = Path(root)
     ann_path = root / "annotations" / "captions_val2017.json"
     if not ann_path.is_file():
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"{ann_path} not found: pass --root the COCO folder holding annotations/captions_val2017.json and val2017/"
         )
     annotations = json.loads(ann_path.read_text(encoding="utf-8"))
@@ -118,7 +119,9 @@ def load_coco(root: str | Path) -> RetrievalDataset:
     for ann in annotations["annotations"]:
         by_image.setdefault(ann["image_id"], []).append(ann["caption"].strip())
     files = {img["id"]: img["file_name"] for img in annotations["images"]}
-    images, captions, owners = [], [], []
+    images: list[Path] = []
+    captions: list[str] = []
+    owners: list[int] = []
     for image_id in sorted(files):
         texts = by_image.get(image_id, [])[:COCO_CAPTIONS_PER_IMAGE]
         if not texts:
@@ -133,7 +136,7 @@ def load_flickr30k(root: str | Path) -> RetrievalDataset:
     root = Path(root)
     token_path = root / "results_20130124.token"
     if not token_path.is_file():
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"{token_path} not found: pass --root the Flickr30k folder holding "
             "results_20130124.token and flickr30k-images/"
         )
@@ -144,7 +147,7 @@ def load_flickr30k(root: str | Path) -> RetrievalDataset:
             continue
         key, sep, caption = line.partition("\t")
         if not sep:
-            raise ValueError(f"{token_path}:{number} is not '<image>#<n><TAB><caption>'")
+            raise DataFormatError(f"{token_path}:{number} is not '<image>#<n><TAB><caption>'")
         owners.append(index.setdefault(key.split("#")[0], len(index)))
         captions.append(caption.strip())
     images = [root / "flickr30k-images" / name for name in index]
@@ -168,7 +171,7 @@ def load_retrieval_dataset(name: str, root: str | Path) -> RetrievalDataset:
 def _require_dir(root: Path, name: str) -> Path:
     path = root / name
     if not path.is_dir():
-        raise FileNotFoundError(f"{path} is not a folder: pass --root the folder that holds {name}/")
+        raise InputNotFoundError(f"{path} is not a folder: pass --root the folder that holds {name}/")
     return path
 
 
@@ -181,10 +184,10 @@ def _checked(images: list[Path], where: Path, what: str) -> list[Path]:
     """``images``, once known to be non-empty and all present: a wrong root fails here, before
     any model is loaded, rather than midway through encoding."""
     if not images:
-        raise ValueError(f"found no {what} in {where}: is it the right folder?")
+        raise DataFormatError(f"found no {what} in {where}: is it the right folder?")
     missing = [str(path) for path in images if not path.is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"{len(missing)} of {len(images)} images listed in {where} are missing (first: "
             f"{missing[0]}): pass the root the image paths are relative to"
         )

@@ -6,7 +6,7 @@ arrays; the only globals a numpy array pickle names are ``numpy.ndarray``, ``num
 the array reconstructor, which build an empty array and fill it with raw bytes; a batch
 re-saved by Python 3 at protocol 2 also names ``_codecs.encode`` for its byte strings (a pure
 str -> bytes conversion). This unpickler resolves exactly those names and refuses every other
-global, so a tampered file raises ``ValueError`` instead of running code.
+global, so a tampered file raises :class:`~longclip_diffusers.DataFormatError` instead of running code.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import DataFormatError
 
 #: numpy's array reconstructor, taken from numpy itself (its module moved in numpy 2).
 _RECONSTRUCT = np.empty(0).__reduce__()[0]
@@ -48,4 +50,6 @@ def load_array_pickle(path: str | Path):
     try:
         return _ArraysOnlyUnpickler(io.BytesIO(Path(path).read_bytes()), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise ValueError(f"{path} is not a plain data pickle ({exc}); re-download the original batch files") from exc
+        raise DataFormatError(
+            f"{path} is not a plain data pickle ({exc}); re-download the original batch files"
+        ) from exc

@@ -1,4 +1,4 @@
-"""Zero-shot classification with OpenAI's 80 ImageNet prompt templates (REFERENCE.md section 5):
+"""Zero-shot classification with OpenAI's 80 ImageNet prompt templates (docs/evaluation.md):
 a class's embedding is the normalised mean of its normalised template embeddings, and an image
 takes the class with the highest similarity."""
 

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import OutputExistsError
+from ..errors import OutputExistsError, PathKindError
 
 
 @contextlib.contextmanager
@@ -72,6 +72,22 @@ def refuse_existing_output(path: str | os.PathLike, overwrite: bool = False) -> 
         raise OutputExistsError(
             f"{target} already exists; choose another output path or allow overwriting (--overwrite / overwrite=True)"
         )
+
+
+def check_output_path(path: str | os.PathLike, *, folder: bool, flag: str) -> None:
+    """Refuse, before any work, an output path a job could only fail on at its end: a file where
+    ``folder`` output goes, a folder where a file is written, or a path inside a file. ``flag``
+    (e.g. ``--out``) names the argument in the message."""
+    target = Path(path)
+    if folder and target.exists() and not target.is_dir():
+        raise PathKindError(
+            f"{flag} {target} is a file, but it names a folder to write into. Fix: pass a folder path."
+        )
+    if not folder and target.is_dir():
+        raise PathKindError(f"{flag} {target} is a folder, but it names the file to write. Fix: pass a file path.")
+    parent = next((p for p in target.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise PathKindError(f"{flag} {target} lies inside {parent}, which is a file. Fix: pass a path in a folder.")
 
 
 def _apply_umask(staging: Path) -> None:

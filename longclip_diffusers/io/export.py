@@ -2,7 +2,7 @@
 
 transformers 5 writes a flat ``CLIPTextModel`` without the ``text_model.`` key prefix, while
 transformers 4.x, ComfyUI and single-file loaders expect ``text_model.embeddings...``
-(REFERENCE.md section 6); transformers 5 reads both. So the weights are written here, always with
+(docs/sdxl-recipes.md); transformers 5 reads both. So the weights are written here, always with
 the ``text_model.`` / ``vision_model.`` prefixes, as one ``model.safetensors`` beside the usual
 ``config.json``. A tokenizer is saved at the model's length with its special ids copied into the
 config; a full model also gets the image-processor config of its vision tower.
@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 import torch
-import transformers
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import (
@@ -24,20 +23,23 @@ from transformers import (
     CLIPTextModelWithProjection,
     PreTrainedTokenizerBase,
 )
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
 
 from ..compat import text_config, text_transformer
 from ..constants import DTYPE_NAMES
 from ..conversion.convert import convert_checkpoint
 from ..conversion.model_building import ConvertKind
+from ..errors import IncompatibleEncoderError, InvalidArgumentError, UnsupportedModelError, VocabularyMismatchError
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO
 from ..length.tokens import tokenizer_at
 from ..tulip import TulipModel, TulipTextModel, TulipTextModelWithProjection
 from .atomic import atomic_output_dir
+from .image_preprocessing import clip_image_processor
 
 #: The text encoders and full models saved here: CLIP's classes and their TULIP counterparts.
 TEXT_ENCODER_CLASSES = (CLIPTextModel, CLIPTextModelWithProjection, TulipTextModel, TulipTextModelWithProjection)
 FULL_MODEL_CLASSES = (CLIPModel, TulipModel)
+TextEncoder = CLIPTextModel | CLIPTextModelWithProjection | TulipTextModel | TulipTextModelWithProjection
+FullModel = CLIPModel | TulipModel
 
 #: The ``--dtype`` / ``torch_dtype`` choices, by name.
 DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
@@ -51,11 +53,11 @@ def resolve_dtype(torch_dtype: str | torch.dtype | None) -> torch.dtype | None:
         return torch_dtype
     if isinstance(torch_dtype, str) and torch_dtype.removeprefix("torch.") in DTYPES:
         return DTYPES[torch_dtype.removeprefix("torch.")]
-    raise ValueError(f"unsupported dtype {torch_dtype!r}; use one of {', '.join(DTYPES)}")
+    raise InvalidArgumentError(f"unsupported dtype {torch_dtype!r}; use one of {', '.join(DTYPES)}")
 
 
 def save_text_encoder(
-    model: CLIPTextModel | CLIPTextModelWithProjection,
+    model: TextEncoder,
     out_dir: str | os.PathLike,
     tokenizer: PreTrainedTokenizerBase | None = None,
     torch_dtype: str | torch.dtype | None = None,
@@ -65,7 +67,7 @@ def save_text_encoder(
     ``CLIPTextModel.from_pretrained(out_dir)`` / ``CLIPTextModelWithProjection`` load it; keys
     on disk start with ``text_model.``. Returns ``out_dir``."""
     if not isinstance(model, TEXT_ENCODER_CLASSES):
-        raise TypeError(
+        raise UnsupportedModelError(
             f"save_text_encoder takes a CLIPTextModel or CLIPTextModelWithProjection (or TULIP's), got "
             f"{type(model).__name__}; use save_clip_model for a full CLIPModel"
         )
@@ -73,7 +75,7 @@ def save_text_encoder(
 
 
 def save_clip_model(
-    model: CLIPModel,
+    model: FullModel,
     out_dir: str | os.PathLike,
     tokenizer: PreTrainedTokenizerBase | None = None,
     torch_dtype: str | torch.dtype | None = None,
@@ -83,30 +85,11 @@ def save_clip_model(
     ``preprocessor_config.json`` for its vision tower, so ``CLIPModel.from_pretrained(out_dir)``
     and, given a tokenizer, ``CLIPProcessor.from_pretrained(out_dir)`` work. Returns ``out_dir``."""
     if not isinstance(model, FULL_MODEL_CLASSES):
-        raise TypeError(
+        raise UnsupportedModelError(
             f"save_clip_model takes a CLIPModel or TulipModel, got {type(model).__name__}; "
             "use save_text_encoder for a text encoder"
         )
     return save_model(model, out_dir, tokenizer, torch_dtype, overwrite)
-
-
-def clip_image_processor(image_size: int):
-    """CLIP's image transform at ``image_size``: bicubic resize of the short side, centre crop,
-    OpenAI mean/std (REFERENCE.md section 3). Saved as ``CLIPImageProcessor``."""
-    # Without torchvision, transformers 5 answers CLIPImageProcessor with this PIL class plus a
-    # warning; asking for it directly gives the same file, quietly.
-    processor_class = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
-    return processor_class(
-        do_resize=True,
-        size={"shortest_edge": image_size},
-        resample=PILImageResampling.BICUBIC,
-        do_center_crop=True,
-        crop_size={"height": image_size, "width": image_size},
-        do_normalize=True,
-        image_mean=OPENAI_CLIP_MEAN,
-        image_std=OPENAI_CLIP_STD,
-        do_convert_rgb=True,
-    )
 
 
 def prefixed_state_dict(model: torch.nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -123,7 +106,7 @@ def prefixed_state_dict(model: torch.nn.Module, dtype: torch.dtype | None = None
 
 
 def save_model(
-    model: CLIPModel | CLIPTextModel | CLIPTextModelWithProjection,
+    model: TextEncoder | FullModel,
     out_dir: str | os.PathLike,
     tokenizer: PreTrainedTokenizerBase | None = None,
     torch_dtype: str | torch.dtype | None = None,
@@ -131,7 +114,7 @@ def save_model(
 ) -> Path:
     """:func:`save_clip_model` or :func:`save_text_encoder`, whichever fits ``model``."""
     if not isinstance(model, FULL_MODEL_CLASSES + TEXT_ENCODER_CLASSES):
-        raise TypeError(
+        raise UnsupportedModelError(
             f"expected a CLIPModel, CLIPTextModel or CLIPTextModelWithProjection (or TULIP's), got {type(model).__name__}"
         )
     dtype = resolve_dtype(torch_dtype)
@@ -165,12 +148,33 @@ def export_checkpoint(
         atomic_output_dir(out_dir, overwrite=overwrite) as staging,
         tqdm(total=2, desc=f"{Path(checkpoint).name}: converting", unit="step", leave=False) as progress,
     ):
-        model = convert_checkpoint(checkpoint, kind=kind, keep=keep, ratio=ratio, tulip=tulip, tower=tower, **ids)
+        try:
+            model = convert_checkpoint(checkpoint, kind=kind, keep=keep, ratio=ratio, tulip=tulip, tower=tower, **ids)
+        except VocabularyMismatchError as exc:
+            raise _vocabulary_error(checkpoint, exc.vocab_size, tokenizer) from None
         progress.update()
         progress.set_description(f"{Path(checkpoint).name}: writing {Path(out_dir).name}")
         _write(model, staging, tokenizer, dtype)
         progress.update()
     return Path(out_dir)
+
+
+def _vocabulary_error(checkpoint, vocab_size: int | None, tokenizer) -> VocabularyMismatchError:
+    """The start/end ids do not fit the checkpoint's vocabulary: with a tokenizer, it is the wrong
+    one; without (the loaders convert with CLIP's ids), the checkpoint needs its own tokenizer."""
+    if tokenizer is not None:
+        problem = (
+            f"the tokenizer's start/end ids ({tokenizer.bos_token_id}/{tokenizer.eos_token_id}) are outside "
+            f"the vocabulary of {vocab_size} tokens of '{checkpoint}'"
+        )
+        fix = "pass the tokenizer this checkpoint was trained with (--tokenizer / tokenizer=)"
+    else:
+        problem = f"'{checkpoint}' has a vocabulary of {vocab_size} tokens, too small for CLIP's start/end ids"
+        fix = (
+            f"convert it with the tokenizer it was trained with, `longclip-diffusers convert {checkpoint} OUT "
+            "--tokenizer TOK` (export_checkpoint(..., tokenizer=) in Python), and load OUT"
+        )
+    return VocabularyMismatchError(f"{problem}. Fix: {fix}.", vocab_size)
 
 
 def _write(model, directory: Path, tokenizer, dtype: torch.dtype | None) -> None:
@@ -197,7 +201,7 @@ def _fitted_tokenizer(tokenizer: PreTrainedTokenizerBase, config) -> PreTrainedT
     """A copy of ``tokenizer`` whose ``model_max_length`` is the model's number of positions;
     refuses one whose ids would fall outside the model's vocabulary."""
     if len(tokenizer) > config.vocab_size:
-        raise ValueError(
+        raise IncompatibleEncoderError(
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has "
             f"{config.vocab_size}; pass the tokenizer the model was trained with (--tokenizer)"
         )

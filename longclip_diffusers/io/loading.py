@@ -18,9 +18,11 @@ import os
 import re
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any, Literal, TypeVar, overload
 
 import torch
-from huggingface_hub import hf_hub_download, list_repo_files, snapshot_download
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, list_repo_files, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from transformers import (
     CLIPModel,
@@ -37,10 +39,19 @@ from ..constants import (
     KNOWN_CHECKPOINTS,
     KNOWN_TULIP_REPOS,
 )
+from ..conversion.model_building import ConvertKind
 from ..conversion.single_file import TOWERS
-from ..errors import CheckpointError, ModelNotAvailableError, OutputExistsError
+from ..devices import check_device
+from ..errors import (
+    CheckpointError,
+    InputNotFoundError,
+    InvalidArgumentError,
+    ModelNotAvailableError,
+    OutputExistsError,
+    PathKindError,
+)
 from ..tulip import TulipModel, TulipPreTrainedModel, TulipTextModel, TulipTextModelWithProjection
-from .export import export_checkpoint, resolve_dtype
+from .export import FullModel, TextEncoder, export_checkpoint, resolve_dtype
 
 #: Environment variable that overrides where converted checkpoints are kept.
 CACHE_ENV = "LONGCLIP_DIFFUSERS_CACHE"
@@ -52,6 +63,8 @@ _MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
 _CHECKPOINT_FILE_PATTERNS = ["*.pt", "*.pth", "*.bin", "*.safetensors"]
 _PIPELINE_FILE_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
 _TOKENIZER_FILE_PATTERNS = ["tokenizer*.json", "vocab.json", "merges.txt", "special_tokens_map.json"]
+#: The file :func:`_hub_unreachable` asks the hub about: any answer, even "not found", will do.
+_PROBE_FILE = "README.md"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 #: The subfolder of a diffusers pipeline holding each tower (SD1.x, SDXL, SD3, Flux alike).
 PIPELINE_TEXT_ENCODERS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2"}
@@ -76,7 +89,55 @@ _CLASSES_BY_MODEL_TYPE = {
     "tulip_text": TulipTextModel,
 }
 
-ClipClass = type[CLIPModel] | type[CLIPTextModel] | type[CLIPTextModelWithProjection]
+#: The classes a saved model folder loads as: CLIP's and their TULIP counterparts.
+ClipClass = (
+    type[CLIPModel]
+    | type[CLIPTextModel]
+    | type[CLIPTextModelWithProjection]
+    | type[TulipModel]
+    | type[TulipTextModel]
+    | type[TulipTextModelWithProjection]
+)
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
+
+
+@overload
+def load_text_encoder(
+    source: str | os.PathLike,
+    *,
+    with_projection: Literal[False] = False,
+    torch_dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    stretch: bool = True,
+    tower: str | None = None,
+) -> CLIPTextModel | TulipTextModel: ...
+
+
+@overload
+def load_text_encoder(
+    source: str | os.PathLike,
+    *,
+    with_projection: Literal[True],
+    torch_dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    stretch: bool = True,
+    tower: str | None = None,
+) -> CLIPTextModelWithProjection | TulipTextModelWithProjection: ...
+
+
+@overload
+def load_text_encoder(
+    source: str | os.PathLike,
+    *,
+    with_projection: bool,
+    torch_dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    stretch: bool = True,
+    tower: str | None = None,
+) -> TextEncoder: ...
 
 
 def load_text_encoder(
@@ -88,7 +149,7 @@ def load_text_encoder(
     cache_dir: str | os.PathLike | None = None,
     stretch: bool = True,
     tower: str | None = None,
-) -> CLIPTextModel | CLIPTextModelWithProjection:
+) -> TextEncoder:
     """A ready (eval-mode) ``CLIPTextModel``, or ``CLIPTextModelWithProjection`` when
     ``with_projection``, from a hub id, a checkpoint file or a transformers folder. A TULIP
     source gives the TULIP counterpart (``TulipTextModel`` / ``...WithProjection``).
@@ -102,9 +163,11 @@ def load_text_encoder(
     Raises :class:`ModelNotAvailableError` when the source is on the hub, not downloaded, and the
     hub cannot be reached.
     """
-    kind = "text_with_projection" if with_projection else "text"
+    if device is not None:
+        check_device(device)
+    kind: ConvertKind = "text_with_projection" if with_projection else "text"
     directory = _model_dir(text_encoder_folder(source, tower), kind, cache_dir, stretch, tower)
-    cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    cls: type[TextEncoder] = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     if issubclass(saved_model_class(directory), (TulipModel, TulipPreTrainedModel)):
         cls = TulipTextModelWithProjection if with_projection else TulipTextModel
     return _load(cls, directory, torch_dtype, device)
@@ -117,13 +180,15 @@ def load_clip_model(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     stretch: bool = True,
-) -> CLIPModel:
+) -> FullModel:
     """A ready text + vision ``CLIPModel`` (for evaluation and training), from the same sources
     as :func:`load_text_encoder`, ``stretch`` included; a TULIP source gives the
     :class:`~longclip_diffusers.TulipModel` counterpart."""
+    if device is not None:
+        check_device(device)
     directory = _model_dir(source, "full", cache_dir, stretch, None)
     saved = saved_model_class(directory)
-    if saved not in (CLIPModel, TulipModel):
+    if not issubclass(saved, (CLIPModel, TulipModel)):
         raise CheckpointError(
             f"'{source}' holds a text encoder only, but a CLIPModel needs the vision tower too. "
             "Fix: pass the full Long-CLIP checkpoint or a CLIPModel folder, or use load_text_encoder."
@@ -151,10 +216,10 @@ def load_tokenizer(
     from_fallback = location is None
     if location is None:
         if fallback is None:
-            raise ValueError(f"no tokenizer found with '{source}'. Fix: pass a tokenizer folder or hub id.")
+            raise InvalidArgumentError(f"no tokenizer found with '{source}'. Fix: pass a tokenizer folder or hub id.")
         location = _tokenizer_location(fallback)
         if location is None:
-            raise ValueError(f"'{fallback}' holds no tokenizer. Fix: pass a tokenizer folder or hub id.")
+            raise InvalidArgumentError(f"'{fallback}' holds no tokenizer. Fix: pass a tokenizer folder or hub id.")
     with _quiet_transformers():
         tokenizer = CLIPTokenizer.from_pretrained(location)
     if model_max_length is not None:
@@ -170,7 +235,7 @@ def text_encoder_folder(source: str | os.PathLike, tower: str | None) -> str | o
     if tower is None:
         return source
     if tower not in TOWERS:
-        raise ValueError(f"tower must be one of {', '.join(TOWERS)}; got {tower!r}")
+        raise InvalidArgumentError(f"tower must be one of {', '.join(TOWERS)}; got {tower!r}")
     path = Path(source).expanduser()
     if not (path / "model_index.json").is_file():
         return source
@@ -224,7 +289,7 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 def converted_dir(
     checkpoint: str | os.PathLike,
-    kind: str,
+    kind: ConvertKind,
     cache_dir: str | os.PathLike | None = None,
     tulip: bool | None = None,
     stretch: bool = True,
@@ -268,7 +333,7 @@ def resolve_source(source: str | os.PathLike) -> Path:
         return path
     name = str(source)
     if isinstance(source, os.PathLike) or not _REPO_ID.match(name):
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"'{source}' does not exist. Fix: pass an existing .pt/.safetensors file, a transformers "
             f"model folder, or a hub repo id such as {next(iter(KNOWN_CHECKPOINTS))}."
         )
@@ -284,20 +349,26 @@ def resolve_pipeline(id_or_dir: str | os.PathLike) -> Path:
     """A local diffusers pipeline folder for ``id_or_dir`` (a folder ``save_pretrained`` wrote, or
     a hub repo id, downloaded or found in the hub cache), for ``DiffusionPipeline.from_pretrained``.
 
-    Raises ``FileNotFoundError`` for a missing folder or one without ``model_index.json``, and
+    Raises :class:`InputNotFoundError` for a missing folder or one without ``model_index.json``, and
     :class:`ModelNotAvailableError` when the hub is needed and unreachable, each with the fix.
     """
     path = Path(id_or_dir).expanduser()
     name = str(id_or_dir)
+    if path.is_file():
+        raise PathKindError(
+            f"'{id_or_dir}' is a file; a pipeline is a diffusers folder (with model_index.json) or a hub "
+            f"repo id such as {DEFAULT_PIPELINE}. Fix: pass the pipeline folder; a Long-CLIP checkpoint "
+            "goes to --long-clip (apply_long_clip's second argument)."
+        )
     if path.is_dir():
         if not (path / "model_index.json").is_file():
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"'{id_or_dir}' is not a diffusers pipeline folder (no model_index.json). Fix: pass "
                 "the folder pipe.save_pretrained() wrote, or a hub repo id such as " + DEFAULT_PIPELINE
             )
         return path
     if path.exists() or isinstance(id_or_dir, os.PathLike) or not _REPO_ID.match(name):
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"'{id_or_dir}' does not exist. Fix: pass a diffusers pipeline folder or a hub repo id "
             f"such as {DEFAULT_PIPELINE}."
         )
@@ -305,12 +376,13 @@ def resolve_pipeline(id_or_dir: str | os.PathLike) -> Path:
 
     # model_index.json first: it tells, in one small request, whether the repo can be had at all,
     # and turns an unreachable hub or a wrong id into the same fix-naming error as the encoders
+    offline = _hub_unreachable(name)
     with _hub_errors(name, patterns=_PIPELINE_FILE_PATTERNS, use_as="as the pipeline (--pipeline DIR)"):
-        hf_hub_download(name, "model_index.json")
-    return Path(DiffusionPipeline.download(name))
+        hf_hub_download(name, "model_index.json", local_files_only=offline)
+        return Path(DiffusionPipeline.download(name, local_files_only=offline))
 
 
-def _model_dir(source: str | os.PathLike, kind: str, cache_dir, stretch: bool, tower: str | None) -> Path:
+def _model_dir(source: str | os.PathLike, kind: ConvertKind, cache_dir, stretch: bool, tower: str | None) -> Path:
     path = resolve_source(source)
     if path.is_file() and (path.parent / "config.json").is_file() and Path(source).expanduser().exists():
         # a local transformers folder's own weights file (our export's model.safetensors): the
@@ -321,13 +393,17 @@ def _model_dir(source: str | os.PathLike, kind: str, cache_dir, stretch: bool, t
     return path
 
 
-def _load(cls: ClipClass, directory: Path, torch_dtype, device) -> torch.nn.Module:
-    kwargs = {}
+def _load(cls: type[ModelT], directory: Path, torch_dtype, device) -> ModelT:
+    kwargs: dict[str, Any] = {}
     dtype = resolve_dtype(torch_dtype)
     if dtype is not None:
         kwargs["dtype"] = dtype
     with _quiet_transformers():
-        model, info = cls.from_pretrained(directory, output_loading_info=True, **kwargs)
+        # transformers annotates from_pretrained as returning the model alone, but
+        # output_loading_info=True makes it return (model, loading info)
+        model, info = cls.from_pretrained(  # type: ignore[attr-defined]
+            directory, output_loading_info=True, **kwargs
+        )
     if info["missing_keys"]:
         missing = sorted(info["missing_keys"])
         hint = (
@@ -356,7 +432,7 @@ def _tokenizer_location(source: str | os.PathLike) -> str | None:
         return None
     name = str(source)
     if not _REPO_ID.match(name):
-        raise FileNotFoundError(f"no tokenizer folder at '{source}'. Fix: check the path.")
+        raise InputNotFoundError(f"no tokenizer folder at '{source}'. Fix: check the path.")
     snapshot = _download(name, patterns=_TOKENIZER_FILE_PATTERNS, use_as="as the tokenizer (--tokenizer DIR)")
     return str(snapshot) if _has_tokenizer_files(snapshot) else None
 
@@ -378,22 +454,20 @@ def _download(
     """One file of a hub repo, or a snapshot of the files matching ``patterns``, from the hub
     cache or the hub. An unreachable hub or a missing repo becomes one
     :class:`ModelNotAvailableError` that says what to fetch and where to put it."""
+    offline = _hub_unreachable(repo_id)
     with _hub_errors(repo_id, filename=filename, patterns=patterns, use_as=use_as):
         if filename is not None:
-            return Path(hf_hub_download(repo_id, filename))
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+            return Path(hf_hub_download(repo_id, filename, local_files_only=offline))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline))
 
 
 def _download_single_checkpoint(repo_id: str) -> Path:
     """The one checkpoint file of a hub repo whose file name is not known in advance, from the hub
     or, offline, the hub cache; errors as :func:`_download`."""
     with _hub_errors(repo_id, patterns=_CHECKPOINT_FILE_PATTERNS, pick_one=True):
-        try:
-            names = list_repo_files(repo_id)
-        except HfHubHTTPError:
-            raise  # the hub answered: no such repo, or no access
-        except Exception:  # noqa: BLE001 - offline or no connection; the type depends on the HTTP client
+        if _hub_unreachable(repo_id):
             return _cached_single_checkpoint(repo_id)
+        names = list_repo_files(repo_id)
         return Path(hf_hub_download(repo_id, _single_checkpoint_name(repo_id, names)))
 
 
@@ -420,6 +494,25 @@ def _checkpoint_names(names: list[str]) -> list[str]:
     return sorted(name for name in names if any(fnmatch(name, pattern) for pattern in _CHECKPOINT_FILE_PATTERNS))
 
 
+def _hub_unreachable(repo_id: str) -> bool:
+    """Whether to read ``repo_id`` from the hub cache only: ``HF_HUB_OFFLINE`` is set (read now,
+    so setting it after huggingface_hub was imported counts too), or one request to the hub gets
+    no answer. huggingface_hub's downloads retry a failed connection five times with back-off,
+    about 24 s, before falling back to the cache; one try without retries says as much."""
+    if (
+        hub_constants.HF_HUB_OFFLINE
+        or os.environ.get("HF_HUB_OFFLINE", "").upper() in hub_constants.ENV_VARS_TRUE_VALUES
+    ):
+        return True
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, _PROBE_FILE))
+    except HfHubHTTPError:
+        return False  # the hub answered (e.g. no such file, or no access): it is reachable
+    except Exception:  # noqa: BLE001 - no connection; the exception type depends on the HTTP client
+        return True
+    return False
+
+
 @contextlib.contextmanager
 def _hub_errors(
     repo_id: str,
@@ -440,13 +533,11 @@ def _hub_errors(
         if filename is not None:
             what, args, local = f"{repo_id} file {filename}", f"{repo_id} {filename}", f"{folder}/{filename}"
         else:
-            include = " ".join(f"'{pattern}'" for pattern in patterns or ())
-            what, args = repo_id, f"{repo_id} --include {include}"
+            what, args = repo_id, download_arguments(repo_id, patterns or [])
             local = f"the path of the checkpoint file in {folder}" if pick_one else folder
         raise ModelNotAvailableError(
             f"{what} is not downloaded and the hub cannot be reached (offline or no connection). "
-            f"Fix: on a machine with internet run `hf download {args} --local-dir {folder}` "
-            f"(older huggingface_hub: `huggingface-cli download` with the same arguments), "
+            f"Fix: on a machine with internet run `hf download {args} --local-dir {folder}`, "
             f"copy {folder} here and pass {local} {use_as}."
         ) from exc
     except HfHubHTTPError as exc:
@@ -466,3 +557,10 @@ def _quiet_transformers():
         yield
     finally:
         transformers_logging.set_verbosity(previous)
+
+
+def download_arguments(repo_id: str, patterns: list[str]) -> str:
+    """``hf download`` arguments for the files of ``repo_id`` matching ``patterns``: one
+    ``--include`` per pattern, as the ``hf`` command of huggingface_hub 1.x reads them (it takes
+    the words after a single ``--include`` for file names)."""
+    return " ".join([repo_id, *(f"--include '{pattern}'" for pattern in patterns)])

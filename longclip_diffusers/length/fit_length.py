@@ -1,9 +1,9 @@
 """Make any text encoder read a given number of tokens, without touching the one passed in.
 
 A CLIP encoder with a shorter position table is stretched (knowledge-preserved stretching,
-REFERENCE.md section 2; the ratio from :func:`~longclip_diffusers.length.stretching.stretch_plan`); a TULIP
-encoder, whose rotary positions have no table, gets the length as a setting (REFERENCE.md
-section 4). Either change is made on a twin sharing the weights
+docs/stretching.md; the ratio from :func:`~longclip_diffusers.length.stretching.stretch_plan`); a TULIP
+encoder, whose rotary positions have no table, gets the length as a setting
+(docs/tulip.md). Either change is made on a twin sharing the weights
 (:mod:`longclip_diffusers.length.weight_sharing`), so the encoder passed in, which a stock pipeline or
 the caller may still use, stays as it was.
 """

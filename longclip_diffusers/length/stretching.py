@@ -1,7 +1,7 @@
 """Knowledge-preserved stretching (KPS) of absolute position tables.
 
 The rule is the one in the released Long-CLIP code, which produced the published weights
-(REFERENCE.md section 2; Long-CLIP paper, Eq. 2, with keep=20 and ratio=4 giving 248 rows):
+(docs/stretching.md; Long-CLIP paper, Eq. 2, with keep=20 and ratio=4 giving 248 rows):
 
 * row ``p < keep`` is copied unchanged;
 * row ``p >= keep`` reads the old table at ``s = keep + (p - keep) / ratio``: linear
@@ -15,13 +15,16 @@ fixed ratio.
 from __future__ import annotations
 
 import math
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from ..compat import text_transformer
 from ..constants import DEFAULT_KEEP, DEFAULT_RATIO
-from ..errors import IncompatibleEncoderError
+from ..errors import IncompatibleEncoderError, InvalidArgumentError
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def stretched_length(old_length: int, keep: int = DEFAULT_KEEP, ratio: float = DEFAULT_RATIO) -> int:
@@ -29,7 +32,7 @@ def stretched_length(old_length: int, keep: int = DEFAULT_KEEP, ratio: float = D
     _check_arguments(old_length, keep, ratio)
     length = keep + (old_length - keep) * ratio
     if not float(length).is_integer():
-        raise ValueError(
+        raise InvalidArgumentError(
             f"keep={keep}, ratio={ratio} on a table of {old_length} rows gives {length} rows, "
             "which is not a whole number; pick keep/ratio that give a whole number of rows."
         )
@@ -71,14 +74,14 @@ def stretch_position_table(
     ``length`` defaults to :func:`stretched_length`; a longer one extrapolates further.
     """
     if table.ndim != 2:
-        raise ValueError(f"a position table is 2-D [positions, width]; got shape {tuple(table.shape)}")
+        raise InvalidArgumentError(f"a position table is 2-D [positions, width]; got shape {tuple(table.shape)}")
     old_length = table.shape[0]
     if length is None:
         length = stretched_length(old_length, keep, ratio)
     else:
         _check_arguments(old_length, keep, ratio)
         if length < keep:
-            raise ValueError(f"length={length} is shorter than keep={keep}")
+            raise InvalidArgumentError(f"length={length} is shorter than keep={keep}")
 
     source = table.detach().to(torch.float32)
     last = old_length - 1
@@ -96,11 +99,11 @@ def stretch_position_table(
 
 
 def stretch_text_encoder(
-    model: nn.Module,
+    model: ModuleT,
     keep: int = DEFAULT_KEEP,
     ratio: float = DEFAULT_RATIO,
     length: int | None = None,
-) -> nn.Module:
+) -> ModuleT:
     """Stretch, in place, the text positions of a ``CLIPTextModel``, ``CLIPTextModelWithProjection``
     or ``CLIPModel``: new position table, ``position_ids`` buffer and config, same dtype and device.
 
@@ -146,7 +149,7 @@ def _text_configs(model: nn.Module) -> list:
     inner = getattr(model, "text_model", None)
     if inner is not None and getattr(inner, "config", None) is not None:
         configs.append(inner.config)
-    unique = []
+    unique: list[Any] = []
     for config in configs:
         if all(config is not seen for seen in unique):
             unique.append(config)
@@ -155,8 +158,8 @@ def _text_configs(model: nn.Module) -> list:
 
 def _check_arguments(old_length: int, keep: int, ratio: float) -> None:
     if old_length < 2:
-        raise ValueError(f"a position table needs at least 2 rows to stretch; got {old_length}")
+        raise InvalidArgumentError(f"a position table needs at least 2 rows to stretch; got {old_length}")
     if not 0 <= keep <= old_length:
-        raise ValueError(f"keep={keep} must be between 0 and the table length {old_length}")
+        raise InvalidArgumentError(f"keep={keep} must be between 0 and the table length {old_length}")
     if not (math.isfinite(ratio) and ratio > 0):
-        raise ValueError(f"ratio must be a positive number; got {ratio}")
+        raise InvalidArgumentError(f"ratio must be a positive number; got {ratio}")

@@ -1,8 +1,8 @@
 """Token report: how a prompt fares against a 77-token and a 248-token CLIP encoder.
 
 A CLIP encoder of ``L`` positions reads ``L - 2`` prompt tokens (the start and end tokens take
-two positions), so a 77-token encoder keeps 75 and Long-CLIP's 248 keeps 246 (REFERENCE.md
-sections 1 and 6). The report works on whitespace-separated words with character spans, so a
+two positions), so a 77-token encoder keeps 75 and Long-CLIP's 248 keeps 246
+(docs/checkpoint-format.md). The report works on whitespace-separated words with character spans, so a
 UI can highlight exactly what each encoder drops; a word cut in the middle counts as dropped.
 """
 

@@ -12,12 +12,15 @@ that ``from_pipe`` shares.
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 from torch import nn
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
-def twin_sharing_weights(model: nn.Module) -> nn.Module:
+
+def twin_sharing_weights(model: ModuleT) -> ModuleT:
     """A new instance of ``model``'s class and config whose tensors share ``model``'s storage.
 
     ``model`` must be a transformers model (constructed from ``model.config``) without injected
@@ -29,6 +32,7 @@ def twin_sharing_weights(model: nn.Module) -> nn.Module:
     for name, buffer in model.named_buffers():
         owner_name, _, attribute = name.rpartition(".")
         owner = twin.get_submodule(owner_name)
-        if owner._buffers[attribute].is_meta:
+        twin_buffer = owner._buffers[attribute]
+        if twin_buffer is None or twin_buffer.is_meta:
             owner._buffers[attribute] = buffer
     return twin.train(model.training)

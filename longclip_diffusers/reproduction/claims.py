@@ -2,8 +2,8 @@
 
 Long-CLIP (ECCV 2024) predicts that the full method beats the short-context base on long
 captions (its Urban-200 / ShareGPT4V results) and, thanks to primary component matching, does not
-lose short-caption and zero-shot ability compared with direct fine-tuning (its Table 5 ablation:
-B/16 ImageNet 55.1 without KPS and PCM, 66.8 with both; REFERENCE.md section 5).
+lose short-caption and zero-shot ability compared with direct fine-tuning (its Table 4 ablation:
+B/16 ImageNet 55.1 without KPS and PCM, 66.8 with both; docs/evaluation.md).
 
 A difference smaller than twice its binomial standard error on the held-out set is flagged as
 within noise: with a few hundred test scenes, one or two points can come from chance alone.

@@ -1,4 +1,4 @@
-"""The toy reproduction of Long-CLIP's ablation (paper, Table 5; REFERENCE.md section 5).
+"""The toy reproduction of Long-CLIP's ablation (paper, Table 4; docs/evaluation.md).
 
 One base, pretrained from scratch on short captions (:mod:`.pretrain`), then three fine-tuning
 arms run by the project's own Long-CLIP trainer on the same long-caption data:
@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..errors import InvalidArgumentError
 from ..training.longclip import parse_longclip_args, train_longclip
 from .evaluate import evaluate_on_scenes
 from .pretrain import PretrainConfig, pretrain_base
@@ -101,7 +102,7 @@ def finetune_arguments(arm: str, base_dir: Path, data: Path, out_dir: Path, conf
             str(config.pca_dim),
         ]
     else:
-        raise ValueError(f"unknown fine-tuning arm {arm!r}; choose one of {ARMS[1:]}")
+        raise InvalidArgumentError(f"unknown fine-tuning arm {arm!r}; choose one of {ARMS[1:]}")
     schedule = config.schedule
     return [
         "--base-model",

@@ -2,7 +2,7 @@
 
 This stands in for OpenAI's CLIP, whose alt-text captions are short, so that its position table
 is only well trained over the first ~20 of its 77 rows (the Long-CLIP paper's "effective length",
-REFERENCE.md section 5). Here the short captions take at most 10 tokens of a 20-token context.
+section 3.1). Here the short captions take at most 10 tokens of a 20-token context.
 It is plain from-scratch contrastive training on a stream of fresh scenes, not the Long-CLIP
 fine-tuning trainer; the forward pass and the loss are the training package's.
 """

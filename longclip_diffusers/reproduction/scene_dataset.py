@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..errors import InvalidArgumentError
 from ..io.atomic import atomic_output_dir
 from .scenes import Scene, distinct_short_captions, iter_scenes, make_scene
 
@@ -57,7 +58,7 @@ def held_out_scenes(count: int, seed: int, image_size: int = 64) -> list[Scene]:
     """
     possible = distinct_short_captions()
     if count > possible:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"asked for {count} held-out scenes, but only {possible} different short captions "
             f"exist; ask for at most {possible}"
         )

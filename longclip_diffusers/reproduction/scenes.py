@@ -5,7 +5,7 @@ different sizes so that one object is clearly the largest (the salient one). The
 describes every object, largest first, then how each object sits relative to the next: 45 to 65
 tokens of the tiny vocabulary, past a small CLIP's 20-token context. The short caption is the
 long caption's first sentence, which names the largest object: the rule Long-CLIP uses to get
-short captions from ShareGPT4V (REFERENCE.md section 3), whose captions also open with the
+short captions from ShareGPT4V (docs/pcm-loss.md), whose captions also open with the
 most salient content.
 
 Same ``(index, seed)`` -> the same scene, pixel for pixel and word for word, on any machine:
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from ..errors import InvalidArgumentError
 
 #: Colour words (all single tokens of the tiny vocabulary) and the RGB they are drawn in.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -93,7 +95,7 @@ class Scene:
 def layout_scene(index: int, seed: int = 0) -> tuple[SceneObject, ...]:
     """Draw the objects of scene ``index`` of stream ``seed``, largest first."""
     if index < 0 or seed < 0:
-        raise ValueError(f"index and seed must be non-negative integers; got index={index}, seed={seed}")
+        raise InvalidArgumentError(f"index and seed must be non-negative integers; got index={index}, seed={seed}")
     rng = np.random.default_rng([seed, index])
     count = int(rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1))
     sizes = np.sort(rng.choice(len(SIZES), count, replace=False))

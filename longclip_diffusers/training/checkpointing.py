@@ -17,8 +17,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import OutputExistsError
-from ..io.atomic import atomic_output_dir
+from ..errors import InputNotFoundError, OutputExistsError
+from ..io.atomic import atomic_output_dir, check_output_path
 
 CHECKPOINTS = "checkpoints"
 PROGRESS_FILE = "progress.json"
@@ -33,8 +33,11 @@ class TrainingProgress:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
+    #: The first few unreadable images, by path and reason; ``skipped_count`` counts them all.
     skipped: list[tuple[str, str]] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
+    samples_read: int = 0
+    skipped_count: int = 0
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +48,9 @@ class TrainingProgress:
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.skipped = [tuple(item) for item in state["skipped"]]
         self.losses = [float(loss) for loss in state["losses"]]
+        # checkpoints written before these were counted
+        self.samples_read = int(state.get("samples_read", 0))
+        self.skipped_count = int(state.get("skipped_count", len(self.skipped)))
 
 
 def track_progress(accelerator, progress: TrainingProgress) -> None:
@@ -85,7 +91,7 @@ def resolve_resume(resume_from: str | None, output_dir: str | os.PathLike) -> Pa
         return latest_checkpoint(output_dir)
     path = Path(resume_from)
     if not (path / PROGRESS_FILE).is_file():
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"{path} is not a training checkpoint (no {PROGRESS_FILE}); pass a folder "
             f"under OUTPUT_DIR/{CHECKPOINTS}/ or --resume-from latest"
         )
@@ -114,7 +120,11 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int) -> Pa
 def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume_from: str | None = None) -> None:
     """Refuse, before any training, to train over a finished model, or to mix a new run's
     checkpoints with another run's (a later ``--resume-from latest`` would pick either), unless
-    asked to."""
+    asked to. A file where the folder should be, or a ``resume_from`` that is no checkpoint, is
+    refused too."""
+    check_output_path(output_dir, folder=True, flag="--output-dir")
+    if resume_from is not None:
+        resolve_resume(resume_from, output_dir)
     if overwrite:
         return
     if (Path(output_dir) / "config.json").exists():

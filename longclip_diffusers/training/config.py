@@ -2,14 +2,17 @@
 
 Groups are separate functions so another trainer takes the ones it needs with its own
 defaults; :func:`check_training_args` turns impossible combinations into one clear error.
-Defaults are the Long-CLIP paper's (REFERENCE.md section 3).
+Defaults are Long-CLIP's (paper section 4.1 and the released ``train/train.md``; docs/pcm-loss.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 
+from ..errors import InvalidArgumentError
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO
+from .data import DEFAULT_MAX_UNREADABLE, UNREADABLE_JUDGED_AFTER
 from .losses import DEFAULT_LABEL_SMOOTHING, DEFAULT_PCA_DIM, DEFAULT_SHORT_LOSS_WEIGHT
 
 
@@ -22,6 +25,15 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--image-root", default=None, help="folder the image paths are relative to (default: as written)"
+    )
+    group.add_argument(
+        "--max-unreadable",
+        type=share,
+        default=DEFAULT_MAX_UNREADABLE,
+        metavar="SHARE",
+        help="stop when more than this share of the images read so far cannot be read (judged from "
+        f"{UNREADABLE_JUDGED_AFTER} images read on; default {DEFAULT_MAX_UNREADABLE:g}); the run stops "
+        "anyway when none can be read",
     )
     group.add_argument(
         "--num-workers",
@@ -38,6 +50,17 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--validate-every", type=int, default=0, help="also validate every N steps (0: only at the end)"
     )
+
+
+def share(text: str) -> float:
+    """argparse type of ``--max-unreadable``: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; pass a share such as 0.05") from None
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise argparse.ArgumentTypeError(f"a share is between 0 and 1; got {text}")
+    return value
 
 
 def add_optimization_arguments(
@@ -182,7 +205,7 @@ def check_training_args(args: argparse.Namespace) -> argparse.Namespace:
     for name, flag in positive.items():
         value = getattr(args, name, None)
         if value is not None and value <= 0:
-            raise ValueError(f"{flag} must be positive; got {value}")
+            raise InvalidArgumentError(f"{flag} must be positive; got {value}")
     not_negative = {
         "weight_decay": "--weight-decay",
         "warmup_steps": "--warmup-steps",
@@ -194,15 +217,15 @@ def check_training_args(args: argparse.Namespace) -> argparse.Namespace:
     }
     for name, flag in not_negative.items():
         if getattr(args, name, 0) < 0:
-            raise ValueError(f"{flag} must be 0 or more; got {getattr(args, name)}")
+            raise InvalidArgumentError(f"{flag} must be 0 or more; got {getattr(args, name)}")
     if not 0 <= getattr(args, "label_smoothing", 0) < 1:
-        raise ValueError(f"--label-smoothing must be in [0, 1); got {args.label_smoothing}")
+        raise InvalidArgumentError(f"--label-smoothing must be in [0, 1); got {args.label_smoothing}")
     if args.max_steps is not None and args.max_steps <= 0:
-        raise ValueError(f"--max-steps must be positive; got {args.max_steps}")
+        raise InvalidArgumentError(f"--max-steps must be positive; got {args.max_steps}")
     if args.epochs is not None and args.epochs <= 0:
-        raise ValueError(f"--epochs must be positive; got {args.epochs}")
+        raise InvalidArgumentError(f"--epochs must be positive; got {args.epochs}")
     if args.max_steps is None and args.epochs is None:
         args.epochs = 1
     if args.log_every <= 0:
-        raise ValueError(f"--log-every must be positive; got {args.log_every}")
+        raise InvalidArgumentError(f"--log-every must be positive; got {args.log_every}")
     return args

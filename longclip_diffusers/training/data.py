@@ -2,7 +2,8 @@
 
 Images are decoded and captions tokenized in DataLoader workers. An image that is missing or
 cannot be decoded is dropped from its batch and reported in the batch's ``skipped`` list, so a
-long run never dies on one bad file. The order of samples is a pure function of the seed and
+long run never dies on one bad file; :func:`check_image_data` refuses, before a run starts, data
+of which not one image can be read. The order of samples is a pure function of the seed and
 the epoch, and a run can start at any global batch: resuming continues with exactly the
 batches an uninterrupted run would have seen, and P processes with batch B see the same global
 batches, in the same row order, as one process with batch P x B.
@@ -18,8 +19,22 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import PathKindError, UnreadableDataError
 from ..io.image_preprocessing import ClipImageTransform
 from .records import CaptionRecord
+
+#: What reading a missing, truncated or hostile image raises.
+UNREADABLE = (OSError, ValueError, Image.DecompressionBombError)
+#: Images :func:`check_image_data` tries before a run: if none of them can be read, no batch can.
+PROBED_IMAGES = 16
+#: Share of unreadable images a run tolerates by default (``--max-unreadable``): a few missing
+#: files of a large download, not a wrong folder.
+DEFAULT_MAX_UNREADABLE = 0.05
+#: Images read before the unreadable share is judged: enough that a share of a few percent is
+#: measured, not guessed from one unlucky batch.
+UNREADABLE_JUDGED_AFTER = 256
+#: Unreadable images listed by path (log, summary); the others are only counted.
+LISTED_UNREADABLE = 10
 
 
 @dataclass(frozen=True)
@@ -42,8 +57,7 @@ class ImageCaptionDataset(Dataset):
         return len(self.records)
 
     def image_path(self, record: CaptionRecord) -> Path:
-        path = Path(record.image)
-        return path if self.image_root is None or path.is_absolute() else self.image_root / path
+        return image_path(record, self.image_root)
 
     def __getitem__(self, index: int):
         record = self.records[index]
@@ -51,9 +65,50 @@ class ImageCaptionDataset(Dataset):
         try:
             with Image.open(path) as image:
                 pixels = self.transform(image)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            return Skipped(str(path), f"{type(exc).__name__}: {exc}")
+        except UNREADABLE as exc:
+            return Skipped(str(path), _reason(exc))
         return pixels, record.caption, record.short_caption
+
+
+def image_path(record: CaptionRecord, image_root: Path | None) -> Path:
+    """Where ``record``'s image is: relative to ``image_root`` unless absolute."""
+    path = Path(record.image)
+    return path if image_root is None or path.is_absolute() else image_root / path
+
+
+def check_image_data(records: Sequence[CaptionRecord], image_root: str | Path | None) -> None:
+    """Refuse, before any model is loaded or anything written, image data no run can train on:
+    an ``image_root`` that is a file, or not one of the first :data:`PROBED_IMAGES` images
+    readable (a wrong ``--image-root`` would otherwise skip every image of every batch)."""
+    root = Path(image_root) if image_root is not None else None
+    if root is not None and root.exists() and not root.is_dir():
+        raise PathKindError(
+            f"--image-root {root} is a file. Fix: pass the folder the data file's image paths are relative to."
+        )
+    failures = []
+    for record in records[:PROBED_IMAGES]:
+        path = image_path(record, root)
+        try:
+            with Image.open(path) as image:
+                image.load()
+            return
+        except UNREADABLE as exc:
+            failures.append(f"{path}: {_reason(exc)}")
+    if not failures:
+        return
+    if root is None:
+        fix = "pass --image-root, the folder the data file's image paths are relative to"
+    elif not root.is_dir():
+        fix = f"--image-root {root} does not exist; pass the folder the data file's image paths are relative to"
+    else:
+        fix = f"check --image-root {root}: the data file's image paths are relative to it"
+    raise UnreadableDataError(
+        f"none of the first {len(failures)} images can be read (e.g. {failures[0]}). Fix: {fix}."
+    )
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 class CaptionTokens:
@@ -139,7 +194,7 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader that decodes in ``num_workers`` worker processes (0: in this process)."""
     return DataLoader(
-        dataset,
+        dataset,  # type: ignore[arg-type]  # DataLoader indexes any sequence; torch annotates only Dataset
         batch_sampler=sampler,
         collate_fn=collator,
         num_workers=num_workers,

@@ -8,13 +8,18 @@ passes live in this single forward.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .text_encoding import encode_text
+
+if TYPE_CHECKING:
+    from transformers import CLIPModel
+
+    from ..tulip.full_model import TulipModel
 
 
 class ClipFeatures(NamedTuple):
@@ -27,9 +32,10 @@ class ClipFeatures(NamedTuple):
 
 
 class ContrastiveFeatures(nn.Module):
-    """Wraps a ``CLIPModel`` (``self.clip``): images and token ids in, normalised features out."""
+    """Wraps a ``CLIPModel`` or ``TulipModel`` (``self.clip``): images and token ids in, normalised
+    features out."""
 
-    def __init__(self, clip: nn.Module, eos_token_id: int):
+    def __init__(self, clip: CLIPModel | TulipModel, eos_token_id: int):
         super().__init__()
         self.clip = clip
         self.eos_token_id = eos_token_id

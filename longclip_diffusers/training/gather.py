@@ -1,4 +1,4 @@
-"""All-gather of features across processes, WITH gradient (REFERENCE.md section 8).
+"""All-gather of features across processes, WITH gradient (docs/distributed-training.md).
 
 ``torch.distributed.nn.functional.all_gather`` sends each rank the sum of every rank's gradient
 for its slice, so a process that scores its own rows against the gathered batch still trains

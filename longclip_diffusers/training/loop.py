@@ -23,15 +23,16 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import LongClipError
+from ..errors import InvalidArgumentError, LongClipError, TrainingDivergedError, UnreadableDataError
 from ..evaluation.metrics import feature_recall_at_k
 from ..io.atomic import atomic_write_file
 from ..io.image_preprocessing import ClipImageTransform
@@ -44,6 +45,8 @@ from .checkpointing import (
     track_progress,
 )
 from .data import (
+    LISTED_UNREADABLE,
+    UNREADABLE_JUDGED_AFTER,
     CaptionBatchCollator,
     ImageCaptionDataset,
     ShardedBatchSampler,
@@ -55,6 +58,11 @@ from .gather import BatchShards, all_gather_ints, gather_with_grad
 from .losses import pcm_loss
 from .optimization import make_optimizer, make_scheduler
 
+if TYPE_CHECKING:
+    from transformers import CLIPModel
+
+    from ..tulip.full_model import TulipModel
+
 logger = logging.getLogger(__name__)
 
 #: The file beside a trained model that :func:`write_summary` writes.
@@ -62,26 +70,36 @@ SUMMARY_FILE = "training_summary.json"
 #: Errors a user fixes by changing an argument or a file: one line, not a traceback per process.
 USER_ERRORS = (ValueError, FileNotFoundError, LongClipError)
 
+ModelT = TypeVar("ModelT", bound=nn.Module)
+#: A model with CLIP's two towers and ``get_text_features`` / ``get_image_features``.
+DualEncoderT = TypeVar("DualEncoderT", bound="CLIPModel | TulipModel")
+ArgsT = TypeVar("ArgsT")
+BatchT = TypeVar("BatchT")
+
 
 @dataclass
-class TrainResult:
+class TrainResult(Generic[ModelT]):
     """What a run produced: the trained (unwrapped) model and its history (validation metrics
-    on the main process only)."""
+    on the main process only); ``skipped`` lists the first unreadable images, ``skipped_count``
+    counts them all."""
 
-    model: nn.Module
+    model: ModelT
     steps: int
     losses: list[float] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     validation: dict[str, float] = field(default_factory=dict)
+    skipped_count: int = 0
 
 
-def write_summary(result: TrainResult, output_dir: str | Path) -> Path:
-    """Write ``training_summary.json`` (steps, the loss of every step, skipped images, the last
-    validation metrics) into ``output_dir`` atomically; returns its path."""
+def write_summary(result: TrainResult[Any], output_dir: str | Path) -> Path:
+    """Write ``training_summary.json`` (steps, the loss of every step, the first skipped images
+    and their count, the last validation metrics) into ``output_dir`` atomically; returns its
+    path."""
     summary = {
         "steps": result.steps,
         "losses": result.losses,
         "skipped_images": [{"image": path, "reason": reason} for path, reason in result.skipped],
+        "skipped_count": result.skipped_count,
         "validation": result.validation,
     }
     path = Path(output_dir) / SUMMARY_FILE
@@ -90,11 +108,11 @@ def write_summary(result: TrainResult, output_dir: str | Path) -> Path:
     return path
 
 
-def run_then_teardown(fn: Callable[[object], object], args: object) -> int:
+def run_then_teardown(fn: Callable[[ArgsT], object], args: ArgsT) -> int:
     """A training script's ``main``: ``fn(args)``, 0 when it returns. A user error
     (:data:`USER_ERRORS`) is printed once, as ``error: <message>``, by the main process, and
     gives 1. Either way the process group is torn down (gloo can abort at exit otherwise,
-    REFERENCE.md section 8)."""
+    docs/distributed-training.md)."""
     try:
         fn(args)
     except USER_ERRORS as exc:
@@ -147,7 +165,7 @@ class RunData:
 
 
 def plan_run_data(items: Sequence, args: argparse.Namespace, processes: int, what: str) -> RunData:
-    """Hold out the first ``--validation-size`` items, train on the rest; raises ValueError
+    """Hold out the first ``--validation-size`` items, train on the rest; raises InvalidArgumentError
     when they make no full global batch (see :func:`total_training_steps`)."""
     held_out, train = list(items[: args.validation_size]), list(items[args.validation_size :])
     return RunData(train, held_out, total_training_steps(len(train), args, processes, what))
@@ -156,14 +174,14 @@ def plan_run_data(items: Sequence, args: argparse.Namespace, processes: int, wha
 def train_contrastive(
     args: argparse.Namespace,
     accelerator,
-    model: nn.Module,
+    model: DualEncoderT,
     tokenizer,
     data: RunData,
     *,
     max_length: int,
     image_size: int,
     project_name: str,
-) -> TrainResult:
+) -> TrainResult[DualEncoderT]:
     """Train ``model`` on the caption records of ``data`` (:func:`plan_run_data`) with the PCM
     loss; every process calls this."""
     torch.manual_seed(args.seed)
@@ -190,11 +208,8 @@ def train_contrastive(
         desc="training",
         validate=validate if data.held_out else None,
     )
-    if progress.skipped:
-        accelerator.print(
-            f"skipped {len(progress.skipped)} unreadable image(s):\n"
-            + "\n".join(f"  {path}: {reason}" for path, reason in progress.skipped)
-        )
+    if progress.skipped_count:
+        accelerator.print(skipped_summary(progress))
     accelerator.wait_for_everyone()
     return TrainResult(
         model=accelerator.unwrap_model(features).clip,
@@ -202,6 +217,49 @@ def train_contrastive(
         losses=losses,
         skipped=list(progress.skipped),
         validation=validation,
+        skipped_count=progress.skipped_count,
+    )
+
+
+def count_unreadable(
+    progress: TrainingProgress,
+    read: int,
+    skipped: Sequence[tuple[str, str]],
+    max_share: float,
+    log: bool = True,
+) -> None:
+    """Count a global batch: ``read`` images tried, ``skipped`` the unreadable ones as
+    ``(path, reason)``; the first :data:`LISTED_UNREADABLE` are kept (and logged when ``log``),
+    the rest only counted. Raises :class:`UnreadableDataError` once the run cannot make
+    progress: every image read so far unreadable, or more than ``max_share`` of them, judged
+    from :data:`UNREADABLE_JUDGED_AFTER` images on. Every process counts the same gathered
+    numbers, so all of them stop together."""
+    progress.samples_read += read
+    progress.skipped_count += len(skipped)
+    for path, reason in skipped[: max(LISTED_UNREADABLE - len(progress.skipped), 0)]:
+        progress.skipped.append((path, reason))
+        if log:
+            logger.warning("skipping unreadable image %s (%s)", path, reason)
+            if len(progress.skipped) == LISTED_UNREADABLE:
+                logger.warning("further unreadable images are counted, not listed")
+    if progress.samples_read < UNREADABLE_JUDGED_AFTER or not progress.skipped_count:
+        return
+    share = progress.skipped_count / progress.samples_read
+    if share > max_share or progress.skipped_count == progress.samples_read:
+        path, reason = progress.skipped[0]
+        raise UnreadableDataError(
+            f"{progress.skipped_count} of the {progress.samples_read} images read so far cannot be read "
+            f"({share:.0%}; --max-unreadable is {max_share:g}), e.g. {path}: {reason}. Fix: check "
+            "--image-root and the data file, or raise --max-unreadable."
+        )
+
+
+def skipped_summary(progress: TrainingProgress) -> str:
+    """The end-of-run lines about unreadable images: the count, then the first few paths."""
+    listed = "\n".join(f"  {path}: {reason}" for path, reason in progress.skipped)
+    more = progress.skipped_count - len(progress.skipped)
+    return f"skipped {progress.skipped_count} unreadable image(s) of {progress.samples_read} read:\n{listed}" + (
+        f"\n  ... and {more} more" if more else ""
     )
 
 
@@ -209,7 +267,7 @@ def total_training_steps(num_samples: int, args: argparse.Namespace, processes: 
     """``--max-steps``, or ``--epochs`` times the full global batches in the data."""
     per_epoch = batches_per_epoch(num_samples, args.batch_size * processes)
     if per_epoch == 0:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{num_samples} {what} make no full global batch of {args.batch_size} x "
             f"{processes} processes; lower --batch-size or add data"
         )
@@ -248,7 +306,13 @@ def prepare_run(
     return module, optimizer, scheduler, progress
 
 
-def epoch_batches(dataset, collate, args: argparse.Namespace, accelerator, progress: TrainingProgress) -> Iterator:
+def epoch_batches(
+    dataset: ImageCaptionDataset | Sequence,
+    collate: Callable[[list], BatchT],
+    args: argparse.Namespace,
+    accelerator,
+    progress: TrainingProgress,
+) -> Generator[BatchT, None, None]:
     """This process's batches, epoch after epoch without end, from the data position in
     ``progress`` on; ``progress.epoch`` and ``progress.batch_in_epoch`` follow what was handed
     out, so a checkpoint taken between two batches resumes with the next one."""
@@ -274,8 +338,8 @@ def run_training_steps(
     args: argparse.Namespace,
     progress: TrainingProgress,
     scheduler,
-    batches: Iterator,
-    train_step: Callable[[object], dict[str, float] | None],
+    batches: Generator[BatchT, None, None],
+    train_step: Callable[[BatchT], dict[str, float] | None],
     total_steps: int,
     *,
     desc: str,
@@ -290,7 +354,8 @@ def run_training_steps(
     the last validation metrics."""
     validation: dict[str, float] = {}
     bar = tqdm(total=total_steps, initial=progress.step, desc=desc, disable=not accelerator.is_local_main_process)
-    with contextlib.closing(batches):
+    # the bar is closed on an error too, so the one-line error message starts a line of its own
+    with bar, contextlib.closing(batches):
         while progress.step < total_steps:
             values = train_step(next(batches))
             if values is None:
@@ -299,7 +364,6 @@ def run_training_steps(
             after_step(accelerator, args, progress, scheduler, bar, values, total_steps)
             if validate is not None and args.validate_every and progress.step % args.validate_every == 0:
                 validation = validate(progress.step)
-    bar.close()
     if validate is not None and not (args.validate_every and progress.step % args.validate_every == 0):
         validation = validate(progress.step)
     return list(progress.losses), validation
@@ -335,7 +399,7 @@ def after_step(
 
 
 def run_on_main(
-    accelerator, module: nn.Module, evaluate: Callable[[nn.Module], dict[str, float]], step: int
+    accelerator, module: nn.Module, evaluate: Callable[[ModelT], dict[str, float]], step: int
 ) -> dict[str, float]:
     """``evaluate`` on the main process only, given the unwrapped ``module`` in eval mode and
     without gradients; its metrics are logged and printed at ``step``, the module's mode is
@@ -356,8 +420,8 @@ def run_on_main(
 
 
 def finish_run(
-    accelerator, result: TrainResult, export: Callable[[nn.Module, Path], object], output_dir
-) -> TrainResult:
+    accelerator, result: TrainResult[ModelT], export: Callable[[ModelT, Path], object], output_dir
+) -> TrainResult[ModelT]:
     """The end of every trainer: on the main process, the trained model in float32 and eval
     mode is written by ``export(model, folder)`` and published into ``output_dir`` with
     ``training_summary.json``; then the run ends on every process."""
@@ -373,14 +437,21 @@ def finish_run(
 
 def _train_step(args, accelerator, features, optimizer, scheduler, batch, progress) -> dict[str, float] | None:
     """One optimizer step on the global batch: the global loss and its long and short parts;
-    None when some process has no usable image."""
+    None when some process has no usable image. Unreadable images are counted first
+    (:func:`count_unreadable`)."""
     from accelerate.utils import gather_object
 
     counts = all_gather_ints([batch["size"], len(batch["skipped"])], accelerator.device)
+    skipped = []
     if any(skipped for _, skipped in counts):
-        for item in gather_object([(s.image, s.reason) for s in batch["skipped"]]):
-            logger.warning("skipping unreadable image %s (%s)", *item)
-            progress.skipped.append(tuple(item))
+        skipped = [tuple(item) for item in gather_object([(s.image, s.reason) for s in batch["skipped"]])]
+    count_unreadable(
+        progress,
+        sum(size + unreadable for size, unreadable in counts),
+        skipped,
+        args.max_unreadable,
+        log=accelerator.is_main_process,
+    )
     shards = BatchShards(tuple(size for size, _ in counts), accelerator.process_index)
     if min(shards.sizes) == 0:
         return None
@@ -407,7 +478,7 @@ def _train_step(args, accelerator, features, optimizer, scheduler, batch, progre
     means = (accelerator.reduce(weighted, reduction="sum") / shards.total).tolist()
     values = dict(zip(parts, means))
     if not math.isfinite(values["train/loss"]):
-        raise FloatingPointError(
+        raise TrainingDivergedError(
             f"the loss became {values['train/loss']} at step {progress.step}; lower --lr or use "
             "--mixed-precision bf16 instead of fp16"
         )

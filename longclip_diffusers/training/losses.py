@@ -1,5 +1,5 @@
-"""The Long-CLIP fine-tuning loss as pure tensor functions (REFERENCE.md section 3; Long-CLIP
-paper, section 3.2 "primary component matching").
+"""The Long-CLIP fine-tuning loss as pure tensor functions (docs/pcm-loss.md; Long-CLIP
+paper, section 3.3 "primary component matching").
 
 Every function takes the features of the WHOLE batch (all processes, gathered with gradient)
 plus ``rows``, the slice this process owns. A process scores its own rows against the whole
@@ -16,7 +16,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-#: Paper defaults (REFERENCE.md section 3).
+from ..errors import InvalidArgumentError
+
+#: Defaults of the paper and the released code (docs/pcm-loss.md).
 DEFAULT_PCA_DIM = 32
 DEFAULT_LABEL_SMOOTHING = 0.1
 DEFAULT_SHORT_LOSS_WEIGHT = 1.0
@@ -42,7 +44,7 @@ def pca_reconstruct(features: torch.Tensor, dim: int = DEFAULT_PCA_DIM) -> torch
     The result is in at least float32, like the logits it feeds (:func:`contrastive_logits`).
     """
     if dim < 1:
-        raise ValueError(f"pca dim must be at least 1; got {dim}")
+        raise InvalidArgumentError(f"pca dim must be at least 1; got {dim}")
     # SVD in at least float32: half-precision SVD is unsupported or inaccurate on every backend.
     x = features.to(torch.promote_types(features.dtype, torch.float32))
     rows, width = x.shape
@@ -67,7 +69,9 @@ def grouped_pca_reconstruct(
     if group_sizes is None or len(group_sizes) == 1:
         return pca_reconstruct(features, dim)
     if sum(group_sizes) != features.shape[0]:
-        raise ValueError(f"PCA group sizes {list(group_sizes)} do not add up to the {features.shape[0]} rows")
+        raise InvalidArgumentError(
+            f"PCA group sizes {list(group_sizes)} do not add up to the {features.shape[0]} rows"
+        )
     return torch.cat([pca_reconstruct(chunk, dim) for chunk in features.split(list(group_sizes))])
 
 
@@ -97,7 +101,7 @@ def clip_contrastive_loss(
     of the other side. The result is the mean over the owned rows (0 when there are none).
     """
     if image_features.shape != text_features.shape:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"image features {tuple(image_features.shape)} and text features "
             f"{tuple(text_features.shape)} must have the same shape (one caption per image)"
         )

@@ -1,5 +1,5 @@
 """The model Long-CLIP fine-tuning starts from: a stretched base whose first ``keep`` text
-positions cannot move (REFERENCE.md sections 2 and 3).
+positions cannot move (docs/stretching.md, docs/pcm-loss.md).
 
 Only a base with CLIP's short context (at most 77 positions) is stretched. A longer base is
 already a Long-CLIP (e.g. ``longclip-L.pt``, 248 rows): stretching it again would give 932 rows
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -21,16 +22,23 @@ from torch import nn
 
 from ..compat import text_config, text_transformer
 from ..conversion.openai_keys import OPENAI_CONTEXT_LENGTH
-from ..length.stretching import stretch_text_encoder
+from ..length.stretching import position_table, stretch_text_encoder
+
+if TYPE_CHECKING:
+    from transformers import CLIPModel
 
 logger = logging.getLogger(__name__)
 
-#: Long-CLIP resets the temperature to CLIP's initial 100 before fine-tuning (REFERENCE.md s. 3).
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+#: Long-CLIP resets the logit scale to ln(100), CLIP's capped value, before fine-tuning (docs/pcm-loss.md).
 INITIAL_LOGIT_SCALE = math.log(100.0)
 
 
 class SplitPositionEmbedding(nn.Module):
     """A position table stored as frozen leading rows (a buffer) + trained trailing rows."""
+
+    frozen: torch.Tensor
 
     def __init__(self, table: torch.Tensor, keep: int):
         super().__init__()
@@ -46,33 +54,35 @@ class SplitPositionEmbedding(nn.Module):
         return F.embedding(position_ids, self.weight)
 
 
-def freeze_leading_positions(model: nn.Module, keep: int) -> nn.Module:
+def freeze_leading_positions(model: ModuleT, keep: int) -> ModuleT:
     """Make rows ``0..keep-1`` of the text position table untrainable (in place)."""
-    embeddings = text_transformer(model).embeddings
     if keep > 0:
-        embeddings.position_embedding = SplitPositionEmbedding(embeddings.position_embedding.weight, keep)
+        text_transformer(model).embeddings.position_embedding = SplitPositionEmbedding(
+            position_table(model).weight, keep
+        )
     return model
 
 
-def merge_position_table(model: nn.Module) -> nn.Module:
+def merge_position_table(model: ModuleT) -> ModuleT:
     """Undo :func:`freeze_leading_positions` (in place): one plain ``nn.Embedding`` table."""
     embeddings = text_transformer(model).embeddings
     split = embeddings.position_embedding
     if isinstance(split, SplitPositionEmbedding):
         table = split.weight.detach()
-        plain = nn.Embedding(*table.shape, device=table.device, dtype=table.dtype)
+        rows, width = table.shape
+        plain = nn.Embedding(rows, width, device=table.device, dtype=table.dtype)
         plain.weight.data.copy_(table)
         embeddings.position_embedding = plain
     return model
 
 
 def prepare_longclip_model(
-    model: nn.Module,
+    model: CLIPModel,
     keep: int,
     ratio: float,
     freeze_vision: bool = False,
     gradient_checkpointing: bool = False,
-) -> nn.Module:
+) -> CLIPModel:
     """Turn a loaded ``CLIPModel`` into Long-CLIP's starting point (in place): SDPA attention,
     knowledge-preserved stretching of a base with at most 77 positions (a longer base is
     already stretched and keeps its table), logit scale ln(100), rows ``< keep`` frozen,

@@ -1,4 +1,4 @@
-"""AdamW and the warm-up + cosine schedule of the released recipe (REFERENCE.md section 3)."""
+"""AdamW and the warm-up + cosine schedule of the released recipe (docs/pcm-loss.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from transformers import get_cosine_schedule_with_warmup
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Decay only matrices: biases, LayerNorm gains and the logit scale (tensors under 2-D) are
     left undecayed, the CLIP/OpenCLIP convention the released trainer follows."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for parameter in model.parameters():
         if parameter.requires_grad:
             (decay if parameter.ndim >= 2 else no_decay).append(parameter)

@@ -1,5 +1,5 @@
 """Reading image-caption lists: ShareGPT4V json, or JSON/JSONL/CSV with ``image``, ``caption``
-and an optional ``short_caption`` (REFERENCE.md section 3)."""
+and an optional ``short_caption`` (docs/pcm-loss.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..errors import DataFormatError, InputNotFoundError, PathKindError
+
+#: Caption file types :func:`read_records` reads.
+CAPTION_SUFFIXES = (".json", ".jsonl", ".csv")
 
 
 @dataclass(frozen=True)
@@ -33,13 +38,20 @@ def read_records(path: str | Path) -> list[CaptionRecord]:
     """All pairs of a ``.json`` (a list of ShareGPT4V entries or of ``{"image", "caption"}``
     objects), ``.jsonl`` or ``.csv`` file, in file order."""
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in CAPTION_SUFFIXES)[:3]
+        raise PathKindError(
+            f"--data {path} is a folder; it takes the caption file (.json, .jsonl or .csv). Fix: pass "
+            + (f"the file in it, e.g. {path / inside[0]}" if inside else "the caption file's path")
+            + (" (there: " + ", ".join(inside) + ")" if len(inside) > 1 else "")
+        )
     if not path.is_file():
-        raise FileNotFoundError(f"caption file {path} does not exist; pass --data PATH to a .json, .jsonl or .csv")
+        raise InputNotFoundError(f"caption file {path} does not exist; pass --data PATH to a .json, .jsonl or .csv")
     suffix = path.suffix.lower()
     if suffix == ".json":
         entries = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(entries, list):
-            raise ValueError(f"{path} must hold a JSON list of entries, not a {type(entries).__name__}")
+            raise DataFormatError(f"{path} must hold a JSON list of entries, not a {type(entries).__name__}")
     elif suffix == ".jsonl":
         lines = path.read_text(encoding="utf-8").splitlines()
         entries = [json.loads(line) for line in lines if line.strip()]
@@ -47,7 +59,7 @@ def read_records(path: str | Path) -> list[CaptionRecord]:
         with path.open(newline="", encoding="utf-8") as handle:
             entries = list(csv.DictReader(handle))
     else:
-        raise ValueError(
+        raise DataFormatError(
             f"{path}: unknown caption file type {suffix!r}; use .json (ShareGPT4V or a list), .jsonl or .csv"
         )
     return [_record(entry, path, number) for number, entry in enumerate(entries, 1)]
@@ -55,12 +67,14 @@ def read_records(path: str | Path) -> list[CaptionRecord]:
 
 def _record(entry: object, path: Path, number: int) -> CaptionRecord:
     if not isinstance(entry, dict) or not entry.get("image"):
-        raise ValueError(f"{path}, entry {number}: needs an 'image' field with the image path")
+        raise DataFormatError(f"{path}, entry {number}: needs an 'image' field with the image path")
     conversations = entry.get("conversations")
     if conversations is not None:
         if len(conversations) < 2 or "value" not in conversations[1]:
-            raise ValueError(f"{path}, entry {number}: a ShareGPT4V entry holds its caption in conversations[1].value")
+            raise DataFormatError(
+                f"{path}, entry {number}: a ShareGPT4V entry holds its caption in conversations[1].value"
+            )
         return CaptionRecord.make(entry["image"], conversations[1]["value"])
     if not entry.get("caption"):
-        raise ValueError(f"{path}, entry {number}: needs a 'caption' field (or ShareGPT4V 'conversations')")
+        raise DataFormatError(f"{path}, entry {number}: needs a 'caption' field (or ShareGPT4V 'conversations')")
     return CaptionRecord.make(entry["image"], entry["caption"], entry.get("short_caption"))

@@ -1,15 +1,21 @@
 """Text features at the batch's longest real length instead of the padded 248.
 
 CLIP's text attention is causal and the pooled feature is read at the end-of-text token
-(REFERENCE.md section 1), so nothing after a caption's EOT changes its feature: cutting the
+(docs/checkpoint-format.md), so nothing after a caption's EOT changes its feature: cutting the
 batch just after its longest caption's EOT gives the same features (up to float rounding) at a
 fraction of the cost. ShareGPT4V short captions are ~20 tokens, long ones ~170.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import CLIPModel
+
+    from ..tulip.full_model import TulipModel
 
 
 def real_lengths(input_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
@@ -24,7 +30,7 @@ def trim_to_longest(input_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
     return input_ids[:, : int(real_lengths(input_ids, eos_token_id).max())]
 
 
-def encode_text(model: nn.Module, input_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
-    """Projected, un-normalised text features of a ``CLIPModel`` for padded ``input_ids``,
+def encode_text(model: CLIPModel | TulipModel, input_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """Projected, un-normalised text features of a ``CLIPModel`` (or ``TulipModel``) for padded ``input_ids``,
     computed at the batch's longest real length."""
     return model.get_text_features(input_ids=trim_to_longest(input_ids, eos_token_id)).pooler_output

@@ -1,4 +1,4 @@
-"""TULIP's two training stages (paper sections 3.3-3.4; REFERENCE.md section 4), built on the
+"""TULIP's two training stages (TULIP paper sections 3.3-3.4; docs/tulip.md), built on the
 Long-CLIP trainer's data, optimiser, checkpoint and loop code (:mod:`longclip_diffusers.training`).
 
 * Stage 1, relative position distillation (:func:`distill_tulip`): a RoPE student initialised
@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel, CLIPTextModelWithProjection
 
-from ..compat import text_config
+from ..compat import text_config, vision_config, vision_image_size
 from ..conversion.model_building import build_without_init
+from ..errors import IncompatibleEncoderError, InvalidArgumentError
 from ..io.export import save_clip_model, save_text_encoder
 from ..io.loading import load_clip_model, load_text_encoder, load_tokenizer
 from ..tulip.configuration import TulipConfig, tulip_text_config_from_clip
@@ -31,7 +32,7 @@ from ..tulip.modeling import TulipTextModelWithProjection
 from ..tulip.rope import DEFAULT_NTK_ALPHA
 from .checkpointing import check_output_dir
 from .config import add_data_arguments, add_optimization_arguments, add_run_arguments, check_training_args
-from .data import CaptionTokens
+from .data import CaptionTokens, check_image_data
 from .loop import (
     TrainResult,
     epoch_batches,
@@ -63,7 +64,7 @@ def student_from_teacher(
     """The RoPE student initialised with every teacher weight but the position table (paper
     section 3.3). ``hidden_act`` defaults to exact GELU, what the released RoPE tower runs.
     ``max_position_embeddings`` is also recorded as the ``trained_length`` NTK scaling starts
-    from: stage 2 trains at it (REFERENCE.md section 4)."""
+    from: stage 2 trains at it (docs/tulip.md)."""
     config = tulip_text_config_from_clip(
         text_config(teacher),
         hidden_act=hidden_act,
@@ -73,7 +74,8 @@ def student_from_teacher(
     student = TulipTextModelWithProjection(config)
     weights = {key: value for key, value in teacher.state_dict().items() if ".position_" not in key}
     student.load_state_dict(weights, strict=True)
-    return student.to(dtype=teacher.dtype, device=teacher.device)
+    # PreTrainedModel.to is wrapped with functools.wraps, which mypy reads as an unbound callable
+    return student.to(dtype=teacher.dtype, device=teacher.device)  # type: ignore[call-arg]
 
 
 def distillation_loss(teacher_features: torch.Tensor, student_features: torch.Tensor) -> torch.Tensor:
@@ -122,8 +124,13 @@ def distill_tulip(args: argparse.Namespace) -> TrainResult:
     torch.manual_seed(args.seed)
     # a plain OpenAI CLIP file stays at 77 positions: the teacher is CLIP, not a stretched CLIP
     teacher = load_text_encoder(args.teacher, with_projection=True, stretch=False)
+    if not isinstance(teacher, CLIPTextModelWithProjection):
+        raise IncompatibleEncoderError(
+            f"--teacher {args.teacher} is a TULIP encoder; stage 1 distils a CLIP teacher's absolute "
+            "positions into RoPE. Fix: pass a CLIP (or Long-CLIP) text encoder"
+        )
     if text_config(teacher).max_position_embeddings < args.context_length:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"the teacher has {text_config(teacher).max_position_embeddings} positions, fewer than "
             f"--context-length {args.context_length}; lower --context-length"
         )
@@ -178,17 +185,18 @@ def distill_tulip(args: argparse.Namespace) -> TrainResult:
     )
 
 
-def tulip_from_clip(clip: CLIPModel, student: TulipTextModelWithProjection) -> TulipModel:
+def tulip_from_clip(clip: CLIPModel | TulipModel, student: TulipTextModelWithProjection) -> TulipModel:
     """Stage 2's starting point: the student's text tower and projection with the CLIP model's
-    vision tower, visual projection and logit scale (paper section 3.4)."""
+    vision tower, visual projection and logit scale (paper section 3.4). A ``TulipModel`` gives
+    its vision tower as well."""
     config = TulipConfig(
         text_config=student.config.to_dict(),
-        vision_config=clip.config.vision_config.to_dict(),
+        vision_config=vision_config(clip).to_dict(),
         projection_dim=student.config.projection_dim,
         logit_scale_init_value=float(clip.logit_scale.detach()),
     )
     if clip.config.projection_dim != student.config.projection_dim:
-        raise ValueError(
+        raise IncompatibleEncoderError(
             f"the student projects to {student.config.projection_dim} features, the CLIP model's "
             f"images to {clip.config.projection_dim}; distil from the text tower of this CLIP model"
         )
@@ -207,9 +215,12 @@ def expand_tulip(args: argparse.Namespace) -> TrainResult:
     check_output_dir(args.output_dir, args.overwrite, args.resume_from)
     accelerator = make_accelerator(args)
     data = plan_run_data(read_records(args.data), args, accelerator.num_processes, "training pairs")
+    check_image_data(data.train, args.image_root)
     student = load_text_encoder(args.student, with_projection=True)
     if not isinstance(student, TulipTextModelWithProjection):
-        raise ValueError(f"--student {args.student} is not a TULIP text encoder; pass stage 1's output folder")
+        raise IncompatibleEncoderError(
+            f"--student {args.student} is not a TULIP text encoder; pass stage 1's output folder"
+        )
     if args.max_length > student.config.max_position_embeddings:
         set_context_length(student, args.max_length, ntk_alpha=args.ntk_alpha)
     model = tulip_from_clip(load_clip_model(args.base_model), student).train()
@@ -226,7 +237,7 @@ def expand_tulip(args: argparse.Namespace) -> TrainResult:
         tokenizer,
         data,
         max_length=args.max_length,
-        image_size=model.config.vision_config.image_size,
+        image_size=vision_image_size(model),
         project_name="tulip-expand",
     )
     return finish_run(

@@ -1,4 +1,4 @@
-"""TULIP: CLIP text encoders with rotary positions (TULIP paper; REFERENCE.md section 4).
+"""TULIP: CLIP text encoders with rotary positions (TULIP paper; docs/tulip.md).
 
 Importing this package (``import longclip_diffusers`` does) registers the models with
 transformers' Auto classes, so ``AutoConfig`` / ``AutoModel`` load a saved TULIP encoder.

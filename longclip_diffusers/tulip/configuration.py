@@ -5,19 +5,20 @@ pads to), not a cap: rotary positions work at any length. ``trained_length`` is 
 weights were trained at with the unscaled base ``rope_theta``; it is recorded once, when a
 model is converted or distilled, and no length change moves it. When ``ntk_alpha`` and
 ``ntk_original_length`` are set, the RoPE base is NTK-scaled from ``ntk_original_length`` (the
-trained length, L_old) to ``max_position_embeddings`` (L_new; REFERENCE.md section 4).
+trained length, L_old) to ``max_position_embeddings`` (L_new; docs/tulip.md).
 """
 
 from __future__ import annotations
 
 from transformers import CLIPTextConfig, CLIPVisionConfig, PretrainedConfig
 
+from ..errors import InvalidArgumentError
 from .rope import DEFAULT_ROPE_BASE, ntk_scaled_base
 
 
 class TulipTextConfig(PretrainedConfig):
     """Configuration of :class:`~longclip_diffusers.TulipTextModel` and its ``WithProjection``
-    variant. Defaults are TULIP ViT-L/14's text tower (REFERENCE.md sections 1 and 4): 768 wide,
+    variant. Defaults are TULIP ViT-L/14's text tower (docs/tulip.md): 768 wide,
     12 layers, 12 heads of 64, exact GELU as released, 248 tokens, RoPE base 10000."""
 
     model_type = "tulip_text"
@@ -47,17 +48,17 @@ class TulipTextConfig(PretrainedConfig):
         **kwargs,
     ):
         if hidden_size % num_attention_heads:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"hidden_size ({hidden_size}) is not a multiple of num_attention_heads "
                 f"({num_attention_heads}); pick a head count that divides the width"
             )
         if (hidden_size // num_attention_heads) % 2:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"RoPE needs an even head size; hidden_size {hidden_size} / "
                 f"{num_attention_heads} heads gives {hidden_size // num_attention_heads}"
             )
         if (ntk_alpha is None) != (ntk_original_length is None):
-            raise ValueError(
+            raise InvalidArgumentError(
                 "ntk_alpha and ntk_original_length go together: set both to NTK-scale the RoPE base, or neither"
             )
         self.vocab_size = vocab_size
@@ -75,12 +76,12 @@ class TulipTextConfig(PretrainedConfig):
         self.ntk_alpha = ntk_alpha
         self.ntk_original_length = ntk_original_length
         self.trained_length = trained_length
-        super().__init__(
-            pad_token_id=pad_token_id,
-            bos_token_id=bos_token_id,
-            eos_token_id=eos_token_id,
-            **kwargs,
-        )
+        super().__init__(**kwargs)
+        # set after the base __init__, which in transformers 5 takes the special ids only as
+        # loose keyword arguments (its signature does not list them)
+        self.pad_token_id = pad_token_id
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
 
     @property
     def head_dim(self) -> int:
@@ -90,7 +91,11 @@ class TulipTextConfig(PretrainedConfig):
     def rope_base(self) -> float:
         """The RoPE base the model runs with: ``rope_theta``, NTK-scaled when the model is set to
         a context longer than the one it was trained at."""
-        if self.ntk_alpha is None or self.max_position_embeddings <= self.ntk_original_length:
+        if (
+            self.ntk_alpha is None
+            or self.ntk_original_length is None
+            or self.max_position_embeddings <= self.ntk_original_length
+        ):
             return float(self.rope_theta)
         return ntk_scaled_base(
             self.rope_theta,
@@ -128,7 +133,7 @@ def tulip_text_config_from_clip(clip_config: CLIPTextConfig, **overrides) -> Tul
 
 class TulipConfig(PretrainedConfig):
     """A full TULIP model (:class:`~longclip_diffusers.tulip.TulipModel`): the RoPE text tower and
-    CLIP's vision tower, as ``CLIPConfig`` holds them (REFERENCE.md section 4)."""
+    CLIP's vision tower, as ``CLIPConfig`` holds them (docs/tulip.md)."""
 
     model_type = "tulip"
     sub_configs = {"text_config": TulipTextConfig, "vision_config": CLIPVisionConfig}

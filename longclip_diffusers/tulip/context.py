@@ -2,12 +2,13 @@
 
 Rotary positions need no table, so a TULIP encoder runs at any length as it is; what a length
 changes is the tokenizer's padding and, on request, the RoPE base (NTK-aware scaling, TULIP paper
-section 3.4, alpha = 8; REFERENCE.md section 4). Scaling changes every rotation, short prompts'
+section 3.4, alpha = 8; docs/tulip.md). Scaling changes every rotation, short prompts'
 included, so it is opt-in: the paper applies it before fine-tuning at the new length.
 """
 
 from __future__ import annotations
 
+from ..errors import InvalidArgumentError, UnsupportedModelError
 from .modeling import TulipPreTrainedModel
 
 
@@ -22,14 +23,14 @@ def set_context_length(
     takes the length it has at its first change. Returns the model for chaining.
     """
     if not isinstance(model, TulipPreTrainedModel):
-        raise TypeError(
+        raise UnsupportedModelError(
             f"set_context_length takes a TulipTextModel or TulipTextModelWithProjection, got "
             f"{type(model).__name__}; stretch a CLIP encoder with stretch_text_encoder instead"
         )
     if length < 1:
-        raise ValueError(f"the context length must be positive; got {length}")
+        raise InvalidArgumentError(f"the context length must be positive; got {length}")
     if ntk_alpha is not None and ntk_alpha < 1:
-        raise ValueError(f"the NTK alpha must be at least 1; got {ntk_alpha}")
+        raise InvalidArgumentError(f"the NTK alpha must be at least 1; got {ntk_alpha}")
     for config in _configs(model):
         if config.trained_length is None:
             config.trained_length = config.max_position_embeddings

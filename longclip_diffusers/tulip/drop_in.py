@@ -2,7 +2,7 @@
 
 ``TulipTextModel`` has ``CLIPTextModel``'s interface and outputs (and the ``WithProjection``
 pair likewise), so a slot that holds one accepts the other; what differs is the length, which
-for rotary positions is a setting rather than a table (REFERENCE.md section 4; fitted by
+for rotary positions is a setting rather than a table (docs/tulip.md; fitted by
 :func:`~longclip_diffusers.length.fit_length.fit_encoder_length`).
 """
 

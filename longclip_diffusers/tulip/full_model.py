@@ -3,7 +3,7 @@
 It has ``CLIPModel``'s attributes (``text_model``, ``vision_model``, ``text_projection``,
 ``visual_projection``, ``logit_scale``) and borrows its methods, so retrieval evaluation,
 zero-shot classification and the contrastive trainer (TULIP's stage 2) use it as they use
-``CLIPModel`` (REFERENCE.md section 4).
+``CLIPModel`` (docs/tulip.md).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class TulipModel(PreTrainedModel):
     config_class = TulipConfig
     base_model_prefix = "tulip"
     main_input_name = "input_ids"
-    input_modalities = ("image", "text")
+    input_modalities = ["image", "text"]
     supports_gradient_checkpointing = True
     _no_split_modules = ["TulipEncoderLayer", "CLIPEncoderLayer"]
 

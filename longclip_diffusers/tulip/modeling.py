@@ -6,7 +6,7 @@ The module tree and the outputs are those of transformers' ``CLIPTextModel`` /
 ``final_layer_norm``, ``text_projection``), so diffusers' ``encode_prompt`` (hidden states,
 ``text_embeds``, ``dtype``), LoRA on the attention projections, textual inversion and
 :func:`longclip_diffusers.compat.text_transformer` treat them like CLIP encoders. What differs
-(TULIP paper, section 3.2; REFERENCE.md section 4): no ``position_embedding``, RoPE on queries
+(TULIP paper, section 3.2; docs/tulip.md): no ``position_embedding``, RoPE on queries
 and keys in every layer, any input length.
 """
 
@@ -21,6 +21,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.models.clip.modeling_clip import CLIPTextModelOutput
 
+from ..errors import InvalidArgumentError
 from .configuration import TulipTextConfig
 from .rope import apply_rotary, rotary_tables
 
@@ -141,13 +142,13 @@ class TulipEncoder(nn.Module):
         output_hidden_states: bool = False,
     ) -> BaseModelOutput:
         """``hidden_states`` as CLIP's: the embeddings, then each layer's output."""
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
+        all_hidden_states: tuple[torch.Tensor, ...] | None = (hidden_states,) if output_hidden_states else None
+        all_attentions: tuple[torch.Tensor, ...] | None = () if output_attentions else None
         for layer in self.layers:
             hidden_states, weights = layer(hidden_states, attention_mask, rotary, output_attentions)
-            if output_hidden_states:
+            if all_hidden_states is not None:
                 all_hidden_states += (hidden_states,)
-            if output_attentions:
+            if all_attentions is not None:
                 all_attentions += (weights,)
         return BaseModelOutput(
             last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
@@ -165,7 +166,7 @@ class TulipPreTrainedModel(PreTrainedModel):
     base_model_prefix = "text_model"
     # transformers' get/set_input_embeddings find embeddings.token_embedding by this name
     _input_embed_layer = "token_embedding"
-    input_modalities = ("text",)
+    input_modalities = "text"
     supports_gradient_checkpointing = True
     _no_split_modules = ["TulipEncoderLayer"]
 
@@ -192,7 +193,7 @@ class TulipTextModel(TulipPreTrainedModel):
         """Same arguments and outputs as ``CLIPTextModel.forward``; ``input_ids`` may be of any
         length. ``position_ids`` (default ``0 .. L-1``) set the rotation of each token."""
         if input_ids is None:
-            raise ValueError("You have to specify input_ids")
+            raise InvalidArgumentError("You have to specify input_ids")
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
