@@ -9,7 +9,7 @@ installed. Real-size random-weight CLIP-L, Long-CLIP-L and bigG files are writte
 models folder (about 4.5 GB, and as much again of converted copies; ``--workdir`` keeps them for
 the next run); the T5 of the Flux / SD3 checks keeps T5-XXL's width (4096) with one narrow layer,
 through ComfyUI's own ``t5xxl_model_config`` option, because a random 4.7B-parameter T5 is not
-needed to check that it is left untouched. Takes half an hour on two CPU cores and up to ~10 GB
+needed to check that it is left untouched. Takes 10 to 30 minutes on two CPU cores and up to ~10 GB
 of memory.
 
 Two parts, one line per check, exit status 1 if any fails:
