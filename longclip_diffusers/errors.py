@@ -80,3 +80,11 @@ class UnreadableDataError(LongClipError, ValueError):
 
 class ServerAddressError(LongClipError, OSError):
     """A server cannot listen where it was told: the port is taken, or the host is not this machine."""
+
+
+class FeatureCacheError(LongClipError, ValueError):
+    """A feature cache does not belong to this data or model, or is incomplete."""
+
+
+class ShardError(LongClipError, ValueError):
+    """A shard pattern names no usable tar files."""

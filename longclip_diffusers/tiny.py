@@ -206,6 +206,92 @@ def tiny_clip_model(
     return CLIPModel(config).eval()
 
 
+#: Toy sizes shaped like SDXL's OpenCLIP ViT-bigG/14 (text 1280 wide in heads of 64, projection
+#: as wide as the text tower, exact GELU; vision 1664 wide in heads of 104, not 64).
+TINY_BIGG = {
+    "text_width": 128,
+    "text_heads": 2,
+    "vision_width": 96,
+    "vision_heads": 2,
+    "layers": 2,
+    "image_size": 32,
+    "patch_size": 8,
+}
+
+
+def tiny_bigg_clip_model(
+    seed: int = 0, tokenizer: CLIPTokenizer | None = None, max_position_embeddings: int = 77
+) -> CLIPModel:
+    """A random text + vision ``CLIPModel`` shaped like OpenCLIP ViT-bigG/14 at toy size
+    (:data:`TINY_BIGG`): GELU, a projection as wide as the text tower, vision heads 48 wide."""
+    torch.manual_seed(seed)
+    width = TINY_BIGG["text_width"]
+    text = tiny_text_config(
+        tokenizer,
+        hidden_size=width,
+        num_layers=TINY_BIGG["layers"],
+        num_heads=TINY_BIGG["text_heads"],
+        max_position_embeddings=max_position_embeddings,
+        projection_dim=width,
+        hidden_act="gelu",
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=TINY_BIGG["vision_width"],
+        intermediate_size=TINY_BIGG["vision_width"] * 4,
+        num_hidden_layers=TINY_BIGG["layers"],
+        num_attention_heads=TINY_BIGG["vision_heads"],
+        image_size=TINY_BIGG["image_size"],
+        patch_size=TINY_BIGG["patch_size"],
+        projection_dim=width,
+        hidden_act="gelu",
+        layer_norm_eps=1e-5,
+    )
+    config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=width)
+    return CLIPModel(config).eval()
+
+
+def tiny_open_clip_bigg_checkpoint(
+    seed: int = 0, vocab_size: int | None = None
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Random weights of a :data:`TINY_BIGG`-shaped model in open_clip's layout (OpenAI's keys,
+    one 77-row position table) and the ``open_clip_config.json`` open_clip publishes with it:
+    text heads, vision ``head_width`` and no ``quick_gelu``, i.e. exact GELU."""
+    state_dict = tiny_openai_state_dict(
+        width=TINY_BIGG["text_width"],
+        layers=TINY_BIGG["layers"],
+        vision_width=TINY_BIGG["vision_width"],
+        vision_layers=TINY_BIGG["layers"],
+        patch=TINY_BIGG["patch_size"],
+        image_size=TINY_BIGG["image_size"],
+        embed_dim=TINY_BIGG["text_width"],
+        context=77,
+        vocab_size=vocab_size,
+        two_position_tables=False,
+        seed=seed,
+    )
+    config = {
+        "model_cfg": {
+            "embed_dim": TINY_BIGG["text_width"],
+            "vision_cfg": {
+                "image_size": TINY_BIGG["image_size"],
+                "layers": TINY_BIGG["layers"],
+                "width": TINY_BIGG["vision_width"],
+                "head_width": TINY_BIGG["vision_width"] // TINY_BIGG["vision_heads"],
+                "patch_size": TINY_BIGG["patch_size"],
+            },
+            "text_cfg": {
+                "context_length": 77,
+                "vocab_size": state_dict["token_embedding.weight"].shape[0],
+                "width": TINY_BIGG["text_width"],
+                "heads": TINY_BIGG["text_heads"],
+                "layers": TINY_BIGG["layers"],
+            },
+        },
+        "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
+    }
+    return state_dict, config
+
+
 def tiny_sd_pipeline(seed: int = 0):
     """A random ``StableDiffusionPipeline`` at diffusers' fast-test size (32-wide text encoder)."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -252,19 +338,28 @@ def tiny_sd_pipeline_and_long_clip(seed: int = 0):
     return pipe, stretch_text_encoder(tiny_text_encoder(tokenizer=pipe.tokenizer, seed=seed + 1))
 
 
-def tiny_sdxl_pipeline(seed: int = 0):
+def tiny_sdxl_pipeline(seed: int = 0, bigg_shaped: bool = False):
     """A random ``StableDiffusionXLPipeline`` at diffusers' fast-test size: two 32-wide encoders
-    (the second with projection) giving a 64-wide context and a 32-wide pooled vector."""
+    (the second with projection) giving a 64-wide context and a 32-wide pooled vector.
+    ``bigg_shaped`` makes ``text_encoder_2`` the text tower of :func:`tiny_bigg_clip_model`
+    (:data:`TINY_BIGG`: 128 wide, heads of 64, GELU, 128-wide pooled vector), so a tiny
+    Long-CLIP-G trained from that model fits the slot."""
     from diffusers import StableDiffusionXLPipeline
 
     torch.manual_seed(seed)
-    unet = _tiny_sdxl_unet(cross_attention_dim=64, time_ids=6)
+    width_2 = TINY_BIGG["text_width"] if bigg_shaped else 32
+    unet = _tiny_sdxl_unet(cross_attention_dim=32 + width_2, time_ids=6, pooled_dim=width_2)
     tokenizer = tiny_clip_tokenizer()
     tokenizer_2 = tiny_clip_tokenizer(pad_token="!")
+    shape_2 = (
+        {"hidden_size": width_2, "num_heads": TINY_BIGG["text_heads"], "num_layers": TINY_BIGG["layers"]}
+        if bigg_shaped
+        else {}
+    )
     return StableDiffusionXLPipeline(
         vae=_tiny_vae((32, 64), norm_num_groups=32, sample_size=128),
         text_encoder=tiny_text_encoder(seed=seed, tokenizer=tokenizer),
-        text_encoder_2=tiny_text_encoder(True, seed=seed + 1, tokenizer=tokenizer_2),
+        text_encoder_2=tiny_text_encoder(True, seed=seed + 1, tokenizer=tokenizer_2, **shape_2),
         tokenizer=tokenizer,
         tokenizer_2=tokenizer_2,
         unet=unet,
@@ -311,11 +406,10 @@ def _tiny_vae(block_out_channels, norm_num_groups: int, sample_size: int = 32):
     )
 
 
-def _tiny_sdxl_unet(cross_attention_dim: int, time_ids: int):
+def _tiny_sdxl_unet(cross_attention_dim: int, time_ids: int, pooled_dim: int = 32):
     from diffusers import UNet2DConditionModel
 
     addition_time_embed_dim = 8
-    pooled_dim = 32
     return UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=2,

@@ -1,4 +1,5 @@
-"""diffusers custom-pipeline file: SDXL with Long-CLIP-L and a stretched OpenCLIP bigG (248 tokens).
+"""diffusers custom-pipeline file: SDXL with Long-CLIP-L and a stretched OpenCLIP bigG, or a trained
+Long-CLIP-G (248 tokens).
 
     from diffusers import DiffusionPipeline
     pipe = DiffusionPipeline.from_pretrained(
@@ -8,6 +9,7 @@
         trust_remote_code=True,                # diffusers asks this for any custom-pipeline file
         long_clip="BeichenZhang/LongCLIP-L",   # hub id, checkpoint file, folder or CLIPTextModel
         long_clip_recipe="standard",           # or "longclip"
+        long_clip_g="out/long-clip-g",         # optional: a trained Long-CLIP-G for text_encoder_2
     )
 
 The class lives in the installed package (``pip install longclip-diffusers``); this file is what

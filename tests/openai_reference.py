@@ -18,10 +18,11 @@ LAYER_NORM_EPS = 1e-5
 
 
 def text_features(
-    state_dict: dict[str, torch.Tensor], input_ids: torch.Tensor, num_heads: int
+    state_dict: dict[str, torch.Tensor], input_ids: torch.Tensor, num_heads: int, exact_gelu: bool = False
 ) -> dict[str, torch.Tensor]:
     """``last_hidden_state`` (after ``ln_final``), ``pooled`` (at the EOT token, found as the
-    largest id) and ``text_embeds`` (``pooled @ text_projection``) for ``input_ids [B, N]``."""
+    largest id) and ``text_embeds`` (``pooled @ text_projection``) for ``input_ids [B, N]``;
+    ``exact_gelu`` for open_clip models trained with GELU (ViT-bigG/14) instead of QuickGELU."""
     sd = state_dict
     n = input_ids.shape[1]
     x = sd["token_embedding.weight"][input_ids]
@@ -33,14 +34,14 @@ def text_features(
         positions = positions * mask1 + sd["positional_embedding_res"][:n] * mask2
     x = x + positions
     causal = torch.full((n, n), float("-inf")).triu(1)
-    x = _transformer(sd, "transformer.resblocks.", x, num_heads, causal)
+    x = _transformer(sd, "transformer.resblocks.", x, num_heads, causal, exact_gelu)
     x = _layer_norm(sd, "ln_final", x)
     pooled = x[torch.arange(x.shape[0]), input_ids.argmax(dim=-1)]
     return {"last_hidden_state": x, "pooled": pooled, "text_embeds": pooled @ sd["text_projection"]}
 
 
 def image_features(
-    state_dict: dict[str, torch.Tensor], pixel_values: torch.Tensor, num_heads: int
+    state_dict: dict[str, torch.Tensor], pixel_values: torch.Tensor, num_heads: int, exact_gelu: bool = False
 ) -> dict[str, torch.Tensor]:
     """``pooled`` (``ln_post`` of the class token) and ``image_embeds`` (``pooled @ visual.proj``)."""
     sd = state_dict
@@ -50,7 +51,7 @@ def image_features(
     cls = sd["visual.class_embedding"].expand(x.shape[0], 1, -1)
     x = torch.cat([cls, x], dim=1) + sd["visual.positional_embedding"]
     x = _layer_norm(sd, "visual.ln_pre", x)
-    x = _transformer(sd, "visual.transformer.resblocks.", x, num_heads, mask=None)
+    x = _transformer(sd, "visual.transformer.resblocks.", x, num_heads, None, exact_gelu)
     pooled = _layer_norm(sd, "visual.ln_post", x[:, 0])
     return {"pooled": pooled, "image_embeds": pooled @ sd["visual.proj"]}
 
@@ -66,13 +67,15 @@ def logits_per_image(
     return state_dict["logit_scale"].exp() * image @ text.T
 
 
-def _transformer(sd, prefix: str, x: torch.Tensor, num_heads: int, mask: torch.Tensor | None) -> torch.Tensor:
+def _transformer(
+    sd, prefix: str, x: torch.Tensor, num_heads: int, mask: torch.Tensor | None, exact_gelu: bool = False
+) -> torch.Tensor:
     layer = 0
     while f"{prefix}{layer}.ln_1.weight" in sd:
         block = f"{prefix}{layer}."
         x = x + _attention(sd, block + "attn.", _layer_norm(sd, block + "ln_1", x), num_heads, mask)
         h = _linear(sd, block + "mlp.c_fc", _layer_norm(sd, block + "ln_2", x))
-        h = h * torch.sigmoid(1.702 * h)  # QuickGELU
+        h = F.gelu(h) if exact_gelu else h * torch.sigmoid(1.702 * h)  # GELU or QuickGELU
         x = x + _linear(sd, block + "mlp.c_proj", h)
         layer += 1
     return x

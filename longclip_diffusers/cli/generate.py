@@ -52,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = getattr(stock, detect_slots(stock).tokenizer_slots[0])
     print(token_report(args.prompt, tokenizer).summary())
 
+    options = {"recipe": args.recipe, "text_encoder_2": args.long_clip_g}
     if args.compare:
-        stock, long = long_clip_pair(stock, long_clip, recipe=args.recipe)
+        stock, long = long_clip_pair(stock, long_clip, **options)
     else:
-        long = apply_long_clip(stock, long_clip, recipe=args.recipe)
+        long = apply_long_clip(stock, long_clip, **options)
     long_image = _generate(long, args)
     written = [_save(long_image, args.out)]
     if args.compare:

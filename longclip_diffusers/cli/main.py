@@ -13,7 +13,7 @@ import os
 import sys
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("convert", "stretch", "generate", "eval", "demo")
+COMMANDS: tuple[str, ...] = ("convert", "stretch", "generate", "eval", "demo", "make_shards", "cache_features")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -161,7 +161,7 @@ def add_tiny_random(parser: argparse.ArgumentParser, purpose: str) -> None:
 
 
 def add_model_sources(parser: argparse.ArgumentParser) -> None:
-    """``--pipeline`` and ``--long-clip``, with the default hub ids."""
+    """``--pipeline``, ``--long-clip`` (with the default hub ids) and ``--long-clip-g``."""
     parser.add_argument(
         "--pipeline",
         default=DEFAULT_PIPELINE,
@@ -174,6 +174,13 @@ def add_model_sources(parser: argparse.ArgumentParser) -> None:
         metavar="SRC",
         help="Long-CLIP or TULIP text encoder: hub id, .pt/.safetensors checkpoint or transformers "
         "directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--long-clip-g",
+        default=None,
+        metavar="SRC",
+        help="SDXL: a trained Long-CLIP-G text encoder with projection (what train_longclip.py exports "
+        "from OpenCLIP ViT-bigG/14) for text_encoder_2 (default: stretch SDXL's own, no training)",
     )
 
 

@@ -8,23 +8,28 @@ builds the model with the steps of :mod:`.model_building`, which TULIP's convers
 
 from __future__ import annotations
 
+import json
 import os
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from ..errors import InvalidArgumentError
+from ..errors import CheckpointError, InvalidArgumentError
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO, stretch_position_table
 from .model_building import ConvertKind, assign_all_weights, build_without_init, rename_to_model_keys
 from .openai_keys import (
     CLIP_BOS_TOKEN_ID,
     CLIP_EOS_TOKEN_ID,
+    OPEN_CLIP_CONFIG_NAME,
     TEXT_POSITION_KEY,
+    TowerSettings,
     has_plain_openai_positions,
     infer_clip_config,
     infer_text_config,
+    open_clip_settings,
     openai_text_to_transformers,
     openai_to_transformers,
 )
@@ -52,6 +57,7 @@ def convert_checkpoint(
     eos_token_id: int = CLIP_EOS_TOKEN_ID,
     tulip: bool | None = None,
     tower: str | None = None,
+    open_clip_config: str | os.PathLike | dict | None = None,
 ) -> (
     CLIPModel
     | CLIPTextModel
@@ -72,6 +78,11 @@ def convert_checkpoint(
     TULIP's full released files, which keep open_clip's unused 77-row table (``False``: never).
     ``bos_token_id``/``eos_token_id`` go into the config; pooling reads the hidden state at
     ``eos_token_id``, so it must be the tokenizer's end token.
+
+    ``open_clip_config`` (a path or the loaded dict; by default the ``open_clip_config.json``
+    beside a checkpoint file, when there is one) gives what an open_clip checkpoint's tensors do
+    not: the head counts of each tower and exact GELU instead of QuickGELU, as SDXL's OpenCLIP
+    ViT-bigG/14 needs (:func:`~.openai_keys.open_clip_settings`).
 
     A file whose root is not in the OpenAI layout is a single file holding text encoders (a
     ComfyUI text-encoder file, an SD1.x / SDXL / SD3 / Flux checkpoint, transformers weights
@@ -99,15 +110,16 @@ def convert_checkpoint(
             state_dict, kind, tower, keep, ratio, num_heads, bos_token_id, eos_token_id, caller_owns_tensors, where
         )
 
+    settings = tower_settings(source, open_clip_config)
     config: CLIPConfig | CLIPTextConfig
     if kind == "full":
         weights = openai_to_transformers(state_dict, vision=True)
-        config = infer_clip_config(state_dict, num_heads, bos_token_id, eos_token_id)
+        config = infer_clip_config(state_dict, num_heads, bos_token_id, eos_token_id, settings)
         # a built CLIPConfig holds a CLIPTextConfig (transformers also annotates the dict it takes)
         text_config = cast(CLIPTextConfig, config.text_config)
     else:
         weights = openai_text_to_transformers(state_dict)
-        config = text_config = infer_text_config(state_dict, "", num_heads, bos_token_id, eos_token_id)
+        config = text_config = infer_text_config(state_dict, "", num_heads, bos_token_id, eos_token_id, settings)
 
     if has_plain_openai_positions(state_dict):
         weights[TEXT_POSITION_KEY] = stretch_position_table(weights[TEXT_POSITION_KEY], keep=keep, ratio=ratio)
@@ -116,3 +128,35 @@ def convert_checkpoint(
     model = build_without_init(_MODEL_CLASSES[kind], config)
     assign_all_weights(model, rename_to_model_keys(model, weights, kind), copy=caller_owns_tensors)
     return model.eval()
+
+
+def open_clip_config_beside(checkpoint: str | os.PathLike) -> Path | None:
+    """The ``open_clip_config.json`` in a checkpoint file's folder, as open_clip's hub repos
+    publish it next to ``open_clip_model.safetensors``; None when there is none."""
+    path = Path(checkpoint).parent / OPEN_CLIP_CONFIG_NAME
+    return path if path.is_file() else None
+
+
+def tower_settings(
+    source: str | os.PathLike | dict[str, torch.Tensor], open_clip_config: str | os.PathLike | dict | None
+) -> TowerSettings:
+    """The heads and activation a conversion uses: from ``open_clip_config`` (a path or a dict),
+    else from the ``open_clip_config.json`` beside a checkpoint file, else OpenAI's."""
+    if open_clip_config is None and isinstance(source, (str, os.PathLike)):
+        open_clip_config = open_clip_config_beside(source)
+    if open_clip_config is None:
+        return TowerSettings()
+    if isinstance(open_clip_config, dict):
+        return open_clip_settings(open_clip_config)
+    try:
+        loaded = json.loads(Path(open_clip_config).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot read the open_clip config '{open_clip_config}' ({exc}). Fix: pass the "
+            "open_clip_config.json published with the checkpoint, or remove the broken file."
+        ) from exc
+    if not isinstance(loaded, dict):
+        raise CheckpointError(
+            f"'{open_clip_config}' is not an open_clip config (a JSON object). Fix: pass the right file."
+        )
+    return open_clip_settings(loaded)

@@ -44,6 +44,8 @@ HEAD_WIDTH = 64
 IGNORED_KEYS = frozenset({"input_resolution", "context_length", "vocab_size"})
 
 LOGIT_SCALE_KEY = "logit_scale"
+#: The file open_clip's hub repos publish beside their checkpoints, with the model config.
+OPEN_CLIP_CONFIG_NAME = "open_clip_config.json"
 VISION_PREFIX = "visual."
 TEXT_POSITION_KEY = "text_model.embeddings.position_embedding.weight"
 
@@ -88,8 +90,10 @@ class TextTower:
         num_heads: int | None = None,
         bos_token_id: int = CLIP_BOS_TOKEN_ID,
         eos_token_id: int = CLIP_EOS_TOKEN_ID,
+        hidden_act: str = "quick_gelu",
     ) -> CLIPTextConfig:
-        """The transformers config (QuickGELU, LayerNorm eps 1e-5; docs/checkpoint-format.md)."""
+        """The transformers config (QuickGELU unless ``hidden_act``, LayerNorm eps 1e-5,
+        docs/checkpoint-format.md)."""
         for name, value in (("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id)):
             if not 0 <= value < self.vocab_size:
                 raise VocabularyMismatchError(
@@ -105,7 +109,7 @@ class TextTower:
             num_attention_heads=_heads(self.width, num_heads, "text"),
             max_position_embeddings=self.context,
             projection_dim=self.embed_dim,
-            hidden_act="quick_gelu",
+            hidden_act=hidden_act,
             layer_norm_eps=1e-5,
             bos_token_id=bos_token_id,
             eos_token_id=eos_token_id,
@@ -145,8 +149,9 @@ class VisionTower:
         shapes[f"{p}proj"] = (w, self.embed_dim)
         return shapes
 
-    def config(self, num_heads: int | None = None) -> CLIPVisionConfig:
-        """The transformers config (QuickGELU, LayerNorm eps 1e-5; docs/checkpoint-format.md)."""
+    def config(self, num_heads: int | None = None, hidden_act: str = "quick_gelu") -> CLIPVisionConfig:
+        """The transformers config (QuickGELU unless ``hidden_act``, LayerNorm eps 1e-5,
+        docs/checkpoint-format.md)."""
         return CLIPVisionConfig(
             hidden_size=self.width,
             intermediate_size=self.mlp_width,
@@ -156,9 +161,47 @@ class VisionTower:
             image_size=self.image_size,
             patch_size=self.patch,
             projection_dim=self.embed_dim,
-            hidden_act="quick_gelu",
+            hidden_act=hidden_act,
             layer_norm_eps=1e-5,
         )
+
+
+@dataclass(frozen=True)
+class TowerSettings:
+    """What a checkpoint's tensors cannot tell: head counts and activation. The defaults are
+    OpenAI's (heads of 64, QuickGELU); open_clip models trained from scratch, such as SDXL's
+    ViT-bigG/14, use exact GELU and may use other head widths (bigG's vision tower: heads of
+    104), which their ``open_clip_config.json`` records (:func:`open_clip_settings`)."""
+
+    text_heads: int | None = None
+    vision_heads: int | None = None
+    hidden_act: str = "quick_gelu"
+
+
+def open_clip_settings(config: dict) -> TowerSettings:
+    """:class:`TowerSettings` from an open_clip model config: the ``model_cfg`` of the
+    ``open_clip_config.json`` published beside hub checkpoints, or a bare model config
+    (open_clip's ``model_configs/*.json``). open_clip's own defaults fill what is left out:
+    8 text heads, vision heads of 64, GELU unless ``quick_gelu`` is true."""
+    model_cfg = config.get("model_cfg", config)
+    text_cfg, vision_cfg = model_cfg.get("text_cfg"), model_cfg.get("vision_cfg")
+    if not isinstance(text_cfg, dict) or not isinstance(vision_cfg, dict):
+        raise CheckpointError(
+            "the open_clip config has no 'text_cfg' / 'vision_cfg' (under 'model_cfg'). Fix: pass the "
+            "open_clip_config.json published with the checkpoint, or open_clip's model config for it."
+        )
+    if "hf_model_name" in text_cfg or "timm_model_name" in vision_cfg:
+        raise CheckpointError(
+            "the open_clip config describes a Hugging Face text tower or a timm vision tower, not "
+            "CLIP's own transformers. Fix: convert a CLIP-architecture model (e.g. ViT-bigG-14)."
+        )
+    vision_width = int(vision_cfg.get("width", 768))
+    head_width = int(vision_cfg.get("head_width", HEAD_WIDTH))
+    return TowerSettings(
+        text_heads=int(text_cfg.get("heads", 8)),
+        vision_heads=vision_width // head_width,
+        hidden_act="quick_gelu" if model_cfg.get("quick_gelu") else "gelu",
+    )
 
 
 def has_vision(state_dict: dict[str, torch.Tensor]) -> bool:
@@ -224,15 +267,24 @@ def infer_text_config(
     num_heads: int | None = None,
     bos_token_id: int = CLIP_BOS_TOKEN_ID,
     eos_token_id: int = CLIP_EOS_TOKEN_ID,
+    settings: TowerSettings | None = None,
 ) -> CLIPTextConfig:
-    """``CLIPTextConfig`` from the text tower's shapes; heads = width // 64 unless ``num_heads``.
-    The special ids must lie in the vocabulary (pooling reads the hidden state at the EOS id)."""
-    return text_tower(state_dict, prefix).config(num_heads, bos_token_id, eos_token_id)
+    """``CLIPTextConfig`` from the text tower's shapes; heads = width // 64 unless ``num_heads``
+    (or ``settings``, e.g. :func:`open_clip_settings`). The special ids must lie in the vocabulary
+    (pooling reads the hidden state at the EOS id)."""
+    settings = settings or TowerSettings()
+    heads = num_heads if num_heads is not None else settings.text_heads
+    return text_tower(state_dict, prefix).config(heads, bos_token_id, eos_token_id, settings.hidden_act)
 
 
-def infer_vision_config(state_dict: dict[str, torch.Tensor], num_heads: int | None = None) -> CLIPVisionConfig:
-    """``CLIPVisionConfig`` from the ``visual.`` shapes; heads = width // 64 unless ``num_heads``."""
-    return vision_tower(state_dict).config(num_heads)
+def infer_vision_config(
+    state_dict: dict[str, torch.Tensor], num_heads: int | None = None, settings: TowerSettings | None = None
+) -> CLIPVisionConfig:
+    """``CLIPVisionConfig`` from the ``visual.`` shapes; heads = width // 64 unless ``num_heads``
+    (or ``settings``)."""
+    settings = settings or TowerSettings()
+    heads = num_heads if num_heads is not None else settings.vision_heads
+    return vision_tower(state_dict).config(heads, settings.hidden_act)
 
 
 def infer_clip_config(
@@ -240,10 +292,12 @@ def infer_clip_config(
     num_heads: int | None = None,
     bos_token_id: int = CLIP_BOS_TOKEN_ID,
     eos_token_id: int = CLIP_EOS_TOKEN_ID,
+    settings: TowerSettings | None = None,
 ) -> CLIPConfig:
-    """``CLIPConfig`` (text + vision) from shapes; ``num_heads`` overrides both towers."""
-    text = infer_text_config(state_dict, num_heads=num_heads, bos_token_id=bos_token_id, eos_token_id=eos_token_id)
-    vision = infer_vision_config(state_dict, num_heads=num_heads)
+    """``CLIPConfig`` (text + vision) from shapes; ``num_heads`` overrides both towers, else
+    ``settings`` gives each tower's heads and the activation."""
+    text = infer_text_config(state_dict, "", num_heads, bos_token_id, eos_token_id, settings)
+    vision = infer_vision_config(state_dict, num_heads, settings)
     return CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=text.projection_dim)
 
 

@@ -195,9 +195,9 @@ def text_config_from_weights(
         embed_dim=projection.shape[0] if projection is not None else width,
         mlp_width=_weight(weights, "text_model.encoder.layers.0.mlp.fc1.weight").shape[0],
     )
-    config = tower.config(num_heads, bos_token_id, eos_token_id)
-    config.hidden_act = "gelu" if tower.layers >= OPENCLIP_MIN_LAYERS else "quick_gelu"
-    return config
+    return tower.config(
+        num_heads, bos_token_id, eos_token_id, "gelu" if tower.layers >= OPENCLIP_MIN_LAYERS else "quick_gelu"
+    )
 
 
 def convert_text_tower(

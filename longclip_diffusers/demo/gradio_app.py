@@ -66,8 +66,16 @@ class Studio:
         return self.long.tokenizer
 
 
-def load_studio(pipeline: str, long_clip: str, tiny_random: bool = False, device: str | None = None) -> Studio:
-    """Load the stock pipeline once and derive the Long-CLIP one from it (shared UNet/VAE)."""
+def load_studio(
+    pipeline: str,
+    long_clip: str,
+    tiny_random: bool = False,
+    device: str | None = None,
+    long_clip_g: str | None = None,
+) -> Studio:
+    """Load the stock pipeline once and derive the Long-CLIP one from it (shared UNet/VAE);
+    ``long_clip_g``, a trained Long-CLIP-G, takes SDXL's ``text_encoder_2`` slot instead of
+    stretching it."""
     stock: Any
     long: Any
     if tiny_random:
@@ -79,8 +87,8 @@ def load_studio(pipeline: str, long_clip: str, tiny_random: bool = False, device
         stock = DiffusionPipeline.from_pretrained(resolve_pipeline(pipeline), torch_dtype=inference_dtype(device)).to(
             device
         )
-        stock, long = long_clip_pair(stock, long_clip)
-        title = f"{pipeline} + {long_clip}"
+        stock, long = long_clip_pair(stock, long_clip, text_encoder_2=long_clip_g)
+        title = f"{pipeline} + {long_clip}" + (f" + {long_clip_g}" if long_clip_g else "")
         steps, guidance = 30, 5.0 if hasattr(stock, "text_encoder_2") else 7.5
     size = stock.unet.config.sample_size * stock.vae_scale_factor
     for pipe in (stock, long):
@@ -255,7 +263,7 @@ def _result_image(label: str, elem_id: str):
 def launch(args: argparse.Namespace) -> None:
     """Load the models, then serve the page until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    studio = load_studio(args.pipeline, args.long_clip, tiny_random=args.tiny_random)
+    studio = load_studio(args.pipeline, args.long_clip, tiny_random=args.tiny_random, long_clip_g=args.long_clip_g)
     build_demo(studio).launch(
         server_name=args.host,
         server_port=args.port,

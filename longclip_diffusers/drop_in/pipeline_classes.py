@@ -4,6 +4,7 @@ They are the stock diffusers pipelines plus two ``__init__`` arguments, so every
 of loading works and passes them through::
 
     pipe = LongClipStableDiffusionXLPipeline.from_pretrained(sdxl_dir, long_clip="BeichenZhang/LongCLIP-L")
+    pipe = LongClipStableDiffusionXLPipeline.from_pretrained(sdxl_dir, long_clip=long_l, long_clip_g="out/long-clip-g")
     pipe = DiffusionPipeline.from_pretrained(sdxl_dir, custom_pipeline="pipelines/long_clip_sdxl.py",
                                              trust_remote_code=True, long_clip="BeichenZhang/LongCLIP-L")
     long = LongClipStableDiffusionXLPipeline.from_pipe(stock, long_clip=encoder)
@@ -46,7 +47,8 @@ class LongClipStableDiffusionPipeline(StableDiffusionPipeline):
 
 class LongClipStableDiffusionXLPipeline(StableDiffusionXLPipeline):
     """``StableDiffusionXLPipeline`` with :func:`~longclip_diffusers.apply_long_clip` applied on
-    construction (``long_clip``: the Long-CLIP-L source, ``long_clip_recipe``: the recipe)."""
+    construction (``long_clip``: the Long-CLIP-L source, ``long_clip_recipe``: the recipe,
+    ``long_clip_g``: a trained Long-CLIP-G for ``text_encoder_2``, else it is stretched)."""
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class LongClipStableDiffusionXLPipeline(StableDiffusionXLPipeline):
         add_watermarker: bool | None = None,
         long_clip=None,
         long_clip_recipe: str = "standard",
+        long_clip_g=None,
     ):
         _construct(self, StableDiffusionXLPipeline, locals())
 
@@ -75,6 +78,7 @@ def _construct(pipe, parent: type[StableDiffusionPipeline] | type[StableDiffusio
     components and options ``from_pretrained`` and ``from_pipe`` pass."""
     options = {name: value for name, value in arguments.items() if name != "self"}
     long_clip, recipe = options.pop("long_clip"), options.pop("long_clip_recipe")
+    long_clip_g = options.pop("long_clip_g", None)
     parent.__init__(pipe, **options)
     pipe.register_to_config(long_clip_recipe=recipe)
-    apply_long_clip(pipe, long_clip, recipe=recipe)
+    apply_long_clip(pipe, long_clip, recipe=recipe, text_encoder_2=long_clip_g)

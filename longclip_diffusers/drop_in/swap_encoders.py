@@ -3,7 +3,8 @@
 What changes, decided by the pipeline's components (:mod:`longclip_diffusers.drop_in.pipeline_kinds`):
 
 * the CLIP-L ``text_encoder`` (SD1.x, SDXL base) is replaced by the Long-CLIP encoder;
-* SDXL's OpenCLIP bigG ``text_encoder_2`` (base and refiner) is stretched with
+* SDXL's OpenCLIP bigG ``text_encoder_2`` (base and refiner) is replaced by a trained
+  Long-CLIP-G encoder when one is given (``text_encoder_2=``), else stretched with
   knowledge-preserved stretching, no training (docs/stretching.md); the pooled vector comes
   from it. Every encoder then has 248 positions, the only mix that works (docs/sdxl-recipes.md);
 * the tokenizers read ``max_length`` tokens;
@@ -54,6 +55,7 @@ def apply_long_clip(
     max_length: int = LONG_LENGTH,
     keep: int = DEFAULT_KEEP,
     ratio: float | None = None,
+    text_encoder_2: str | os.PathLike | nn.Module | None = None,
     **load_kwargs,
 ) -> DiffusionPipeline:
     """Swap Long-CLIP text encoders into ``pipe`` (in place) and return it.
@@ -71,7 +73,12 @@ def apply_long_clip(
             ``"longclip"`` (the released Long-CLIP SDXL code); see :mod:`longclip_diffusers.drop_in.layer_recipes`.
         max_length: tokens the tokenizers pass on (at most the encoders' positions).
         keep, ratio: knowledge-preserved stretching of ``text_encoder_2`` (Long-CLIP: 20, 4;
-            ratio None fits a ``max_length`` above 248 exactly).
+            ratio None fits a ``max_length`` above 248 exactly) when no ``text_encoder_2`` is given.
+        text_encoder_2: a Long-CLIP-G encoder for SDXL's second slot (base and refiner) in place
+            of stretching it: a ``CLIPTextModelWithProjection`` as wide as the slot's with the
+            same projection width (the pooled vector), e.g. what ``train_longclip.py`` exports
+            from ViT-bigG/14, or anything :func:`~longclip_diffusers.load_text_encoder` takes
+            (loaded ``with_projection=True``).
         **load_kwargs: passed to ``load_text_encoder`` (``cache_dir``, ...).
 
     Raises:
@@ -85,8 +92,17 @@ def apply_long_clip(
         _refuse_unmovable(pipe, slot)
 
     replacements: dict[str, object] = {}
-    if slots.stretched_slot:
+    if slots.stretched_slot and text_encoder_2 is not None:
+        replacements[slots.stretched_slot] = _long_clip_encoder(
+            pipe, slots.stretched_slot, text_encoder_2, max_length, {**load_kwargs, "with_projection": True}
+        )
+    elif slots.stretched_slot:
         replacements[slots.stretched_slot] = _stretched(pipe, slots.stretched_slot, max_length, keep, ratio)
+    elif text_encoder_2 is not None:
+        raise IncompatibleEncoderError(
+            f"{type(pipe).__name__} has no text_encoder_2 (SDXL's bigG slot) for the Long-CLIP-G encoder; "
+            "pass text_encoder_2 only with an SDXL base or refiner pipeline"
+        )
     if slots.long_clip_slot:
         replacements[slots.long_clip_slot] = _long_clip_encoder(
             pipe, slots.long_clip_slot, source, max_length, load_kwargs
@@ -170,6 +186,11 @@ def _long_clip_encoder(pipe, slot: str, source, max_length: int, load_kwargs: di
     return fitted.to(device=parameter.device, dtype=parameter.dtype)
 
 
+def _projection_width(encoder: nn.Module) -> int | None:
+    projection = getattr(encoder, "text_projection", None)
+    return projection.out_features if projection is not None else None
+
+
 def _placement(module: nn.Module) -> tuple:
     parameter = next(module.parameters())
     return parameter.dtype, parameter.device
@@ -179,17 +200,30 @@ def _check_fits(pipe, slot: str, encoder: nn.Module, max_length: int) -> None:
     current = getattr(pipe, slot)
     accepted = drop_in_classes(current)
     if not isinstance(encoder, accepted):
+        with_or_without = "with" if hasattr(current, "text_projection") else "without"
         raise IncompatibleEncoderError(
             f"{slot} takes a {' or '.join(cls.__name__ for cls in accepted)}, got a "
-            f"{type(encoder).__name__}; load the Long-CLIP text encoder without projection "
-            "(load_text_encoder(src, with_projection=False))"
+            f"{type(encoder).__name__}; load the Long-CLIP text encoder {with_or_without} projection "
+            f"(load_text_encoder(src, with_projection={with_or_without == 'with'}))"
         )
     width, slot_width = text_config(encoder).hidden_size, text_config(current).hidden_size
     if width != slot_width:
         raise IncompatibleEncoderError(
             f"the encoder is {width} wide but {slot} of this {type(pipe).__name__} is {slot_width} wide "
-            "(the UNet reads that width); SD1.x and SDXL take the CLIP-L sized Long-CLIP-L "
-            "(768 wide, BeichenZhang/LongCLIP-L), not Long-CLIP-B (512)"
+            "(the UNet reads that width); "
+            + (
+                "SDXL's text_encoder_2 takes a Long-CLIP-G trained from OpenCLIP ViT-bigG/14 (1280 wide)"
+                if slot == "text_encoder_2"
+                else "SD1.x and SDXL take the CLIP-L sized Long-CLIP-L (768 wide, BeichenZhang/LongCLIP-L), "
+                "not Long-CLIP-B (512)"
+            )
+        )
+    projection, slot_projection = _projection_width(encoder), _projection_width(current)
+    if projection != slot_projection:
+        raise IncompatibleEncoderError(
+            f"the encoder projects to {projection} features but {slot} of this {type(pipe).__name__} to "
+            f"{slot_projection} (the UNet reads them as the pooled vector); export the Long-CLIP-G "
+            "encoder from a model with the slot's projection (OpenCLIP ViT-bigG/14: 1280)"
         )
     positions = position_limit(encoder)
     if positions < max_length:

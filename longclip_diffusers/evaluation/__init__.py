@@ -1,6 +1,6 @@
 """Evaluation of CLIP-like models: retrieval recall, zero-shot accuracy, the effective-length
 curve (docs/evaluation.md). Maths in :mod:`.metrics`, data layouts in the ``*_datasets``
-modules, feature extraction in :mod:`.encoding`. Images generated from long prompts, judged by
+modules, feature extraction in :mod:`.features`. Images generated from long prompts, judged by
 such a model, are compared in :mod:`.generation` (imported on its own: it builds pipelines)."""
 
 from .classification_datasets import (
@@ -8,7 +8,7 @@ from .classification_datasets import (
     ClassificationDataset,
     load_classification_dataset,
 )
-from .encoding import encode_images, encode_texts, text_max_length
+from .features import encode_images, encode_texts, text_max_length
 from .length_curve import CURVE_LENGTHS, length_curve, plot_length_curve, require_matplotlib, write_length_curve
 from .metrics import feature_recall_at_k, recall_at_k, topk_accuracy
 from .models import EvalModel, load_eval_model

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..io.loading import DEFAULT_TOKENIZER, load_clip_model, load_tokenizer
-from .encoding import encode_images, encode_texts, text_max_length
+from .features import encode_images, encode_texts, text_max_length
 from .preprocessing import ImageTransform, image_transform_for
 
 
@@ -28,11 +28,11 @@ class EvalModel:
         return text_max_length(self.model)
 
     def encode_texts(self, texts: Sequence[str], **options) -> torch.Tensor:
-        """:func:`~.encoding.encode_texts` with this model and tokenizer."""
+        """:func:`~.features.encode_texts` with this model and tokenizer."""
         return encode_texts(self.model, self.tokenizer, texts, **options)
 
     def encode_images(self, images: Sequence, **options) -> torch.Tensor:
-        """:func:`~.encoding.encode_images` with this model and its preprocessing."""
+        """:func:`~.features.encode_images` with this model and its preprocessing."""
         return encode_images(self.model, self.image_transform, images, **options)
 
 

@@ -182,6 +182,10 @@ def _write(model, directory: Path, tokenizer, dtype: torch.dtype | None) -> None
     config = copy.deepcopy(model.config)
     config.architectures = [type(model).__name__]
     config.dtype = str(dtype or model.dtype).removeprefix("torch.")
+    if isinstance(model, CLIPModel):
+        # both towers project to the top-level width; a tower config left at another width would
+        # load the tower's *WithProjection class at the wrong size
+        config.text_config.projection_dim = config.vision_config.projection_dim = config.projection_dim
     if tokenizer is not None:
         tokenizer = _fitted_tokenizer(tokenizer, text_config(model))
         # the text config is what CLIP's EOT pooling reads (eos_token_id)

@@ -18,14 +18,16 @@ import os
 import re
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 import torch
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, list_repo_files, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from transformers import (
+    CLIPConfig,
     CLIPModel,
+    CLIPTextConfig,
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
@@ -39,6 +41,7 @@ from ..constants import (
     KNOWN_CHECKPOINTS,
     KNOWN_TULIP_REPOS,
 )
+from ..conversion.convert import open_clip_config_beside
 from ..conversion.model_building import ConvertKind
 from ..conversion.single_file import TOWERS
 from ..devices import check_device
@@ -60,6 +63,9 @@ CACHE_ENV = "LONGCLIP_DIFFUSERS_CACHE"
 _CACHE_FORMAT = "1"
 
 _MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
+# open_clip's copy of the same weights, which laion's CLIP repos (ViT-bigG/14: 10 GB) hold
+# beside the transformers ones: a transformers model folder never reads it
+_MODEL_FILES_IGNORED = ["open_clip_*"]
 _CHECKPOINT_FILE_PATTERNS = ["*.pt", "*.pth", "*.bin", "*.safetensors"]
 _PIPELINE_FILE_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
 _TOKENIZER_FILE_PATTERNS = ["tokenizer*.json", "vocab.json", "merges.txt", "special_tokens_map.json"]
@@ -168,9 +174,11 @@ def load_text_encoder(
     kind: ConvertKind = "text_with_projection" if with_projection else "text"
     directory = _model_dir(text_encoder_folder(source, tower), kind, cache_dir, stretch, tower)
     cls: type[TextEncoder] = CLIPTextModelWithProjection if with_projection else CLIPTextModel
-    if issubclass(saved_model_class(directory), (TulipModel, TulipPreTrainedModel)):
+    saved = saved_model_class(directory)
+    if issubclass(saved, (TulipModel, TulipPreTrainedModel)):
         cls = TulipTextModelWithProjection if with_projection else TulipTextModel
-    return _load(cls, directory, torch_dtype, device)
+    config = _text_config_of_clip_model(directory) if with_projection and saved is CLIPModel else None
+    return _load(cls, directory, torch_dtype, device, config=config)
 
 
 def load_clip_model(
@@ -300,8 +308,9 @@ def converted_dir(
     A plain OpenAI CLIP file (77 positions) is stretched to Long-CLIP's 248 unless ``stretch`` is
     False: then it stays CLIP, for scoring CLIP itself or for a trainer that stretches with its
     own ``keep``/``ratio``. ``tower`` picks the text encoder of a file holding several. The key is
-    the file's path, size and modification time (so an edited file is converted again) and the
-    conversion options."""
+    the file's path, size and modification time (so an edited file is converted again), the
+    conversion options and the ``open_clip_config.json`` beside the file, if any
+    (:func:`~longclip_diffusers.conversion.convert.convert_checkpoint`)."""
     # absolute, not resolved: the hub cache links each file to an extensionless blob, and the
     # extension says how the file is read
     path = Path(checkpoint).expanduser().absolute()
@@ -309,6 +318,9 @@ def converted_dir(
     identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|tulip={tulip}|stretch={stretch}|{_CACHE_FORMAT}"
     if tower is not None:
         identity += f"|tower={tower}"
+    sidecar = open_clip_config_beside(path)
+    if sidecar is not None:  # its heads and activation shape the converted model too
+        identity += f"|open_clip={hashlib.sha256(sidecar.read_bytes()).hexdigest()}"
     key = hashlib.sha256(identity.encode()).hexdigest()
     entry = cache_root(cache_dir) / f"{path.stem}-{kind}-{key[:16]}"
     if not (entry / "config.json").is_file():
@@ -342,7 +354,7 @@ def resolve_source(source: str | os.PathLike) -> Path:
         return _download(name, filename=filename)
     if is_tulip_repo(name):
         return _download_single_checkpoint(name)
-    return _download(name, patterns=_MODEL_FILE_PATTERNS)
+    return _download(name, patterns=_MODEL_FILE_PATTERNS, ignore=_MODEL_FILES_IGNORED)
 
 
 def resolve_pipeline(id_or_dir: str | os.PathLike) -> Path:
@@ -393,8 +405,24 @@ def _model_dir(source: str | os.PathLike, kind: ConvertKind, cache_dir, stretch:
     return path
 
 
-def _load(cls: type[ModelT], directory: Path, torch_dtype, device) -> ModelT:
+def _text_config_of_clip_model(directory: Path) -> CLIPTextConfig:
+    """The text config of a ``CLIPModel`` folder with the projection width the model really has.
+
+    ``CLIPModel`` builds ``text_projection`` from the top-level ``projection_dim``, while
+    ``CLIPTextModelWithProjection`` reads ``text_config.projection_dim``, which
+    ``CLIPConfig(projection_dim=...)`` leaves at its default of 512: without this a folder whose
+    projection is another width (OpenCLIP bigG: 1280) does not load with its projection."""
+    config = CLIPConfig.from_pretrained(directory)
+    # a loaded CLIPConfig holds a CLIPTextConfig (transformers also annotates the dict it takes)
+    text = cast(CLIPTextConfig, config.text_config)
+    text.projection_dim = config.projection_dim
+    return text
+
+
+def _load(cls: type[ModelT], directory: Path, torch_dtype, device, config=None) -> ModelT:
     kwargs: dict[str, Any] = {}
+    if config is not None:
+        kwargs["config"] = config
     dtype = resolve_dtype(torch_dtype)
     if dtype is not None:
         kwargs["dtype"] = dtype
@@ -449,16 +477,19 @@ def _download(
     *,
     filename: str | None = None,
     patterns: list[str] | None = None,
+    ignore: list[str] | None = None,
     use_as: str = "as the source",
 ) -> Path:
-    """One file of a hub repo, or a snapshot of the files matching ``patterns``, from the hub
-    cache or the hub. An unreachable hub or a missing repo becomes one
+    """One file of a hub repo, or a snapshot of the files matching ``patterns`` and not
+    ``ignore``, from the hub cache or the hub. An unreachable hub or a missing repo becomes one
     :class:`ModelNotAvailableError` that says what to fetch and where to put it."""
     offline = _hub_unreachable(repo_id)
     with _hub_errors(repo_id, filename=filename, patterns=patterns, use_as=use_as):
         if filename is not None:
             return Path(hf_hub_download(repo_id, filename, local_files_only=offline))
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=offline))
+        return Path(
+            snapshot_download(repo_id, allow_patterns=patterns, ignore_patterns=ignore, local_files_only=offline)
+        )
 
 
 def _download_single_checkpoint(repo_id: str) -> Path:

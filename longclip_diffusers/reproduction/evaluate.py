@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..evaluation.encoding import encode_images, encode_texts
+from ..evaluation.features import encode_images, encode_texts
 from ..evaluation.metrics import feature_recall_at_k, topk_accuracy
 from ..evaluation.models import load_eval_model
 from ..evaluation.zeroshot import zeroshot_classifier

@@ -17,8 +17,10 @@ from .config import (
     check_training_args,
 )
 from .data import CaptionBatchCollator, CaptionTokens, ImageCaptionDataset, ShardedBatchSampler
+from .feature_cache import CachedFeatureDataset, FeatureCache, cache_image_features
 from .features import ClipFeatures, ContrastiveFeatures
 from .gather import BatchShards, gather_with_grad
+from .gradient_cache import contrastive_backward
 from .loop import (
     RunData,
     TrainResult,
@@ -44,22 +46,31 @@ from .losses import (
     pca_reconstruct,
     pcm_loss,
 )
-from .model_setup import freeze_leading_positions, merge_position_table, prepare_longclip_model
+from .memory_plan import MemoryPlan, memory_plan
+from .model_setup import freeze_leading_positions, merge_position_table, prepare_longclip_model, restore_export_layout
 from .records import CaptionRecord, first_sentence, read_records
-from .text_encoding import encode_text, trim_to_longest
+from .shards import ShardSet, ShardStream, write_shards
+from .text_only import TextOnlyClip, load_text_only_clip
+from .trimmed_text import encode_text, trim_to_longest
 
 __all__ = [
     "BatchShards",
+    "CachedFeatureDataset",
     "CaptionBatchCollator",
     "CaptionRecord",
     "CaptionTokens",
     "ClipFeatures",
     "ClipImageTransform",
     "ContrastiveFeatures",
+    "FeatureCache",
     "ImageCaptionDataset",
+    "MemoryPlan",
     "PcmLoss",
     "RunData",
+    "ShardSet",
+    "ShardStream",
     "ShardedBatchSampler",
+    "TextOnlyClip",
     "TrainResult",
     "TrainingProgress",
     "add_contrastive_loss_arguments",
@@ -68,8 +79,10 @@ __all__ = [
     "add_optimization_arguments",
     "add_run_arguments",
     "build_longclip_parser",
+    "cache_image_features",
     "check_training_args",
     "clip_contrastive_loss",
+    "contrastive_backward",
     "contrastive_logits",
     "encode_text",
     "epoch_batches",
@@ -79,7 +92,9 @@ __all__ = [
     "gather_with_grad",
     "grouped_pca_reconstruct",
     "latest_checkpoint",
+    "load_text_only_clip",
     "make_accelerator",
+    "memory_plan",
     "merge_position_table",
     "optimizer_step",
     "pca_reconstruct",
@@ -88,6 +103,7 @@ __all__ = [
     "prepare_longclip_model",
     "prepare_run",
     "read_records",
+    "restore_export_layout",
     "run_on_main",
     "run_then_teardown",
     "run_training_steps",
@@ -96,5 +112,6 @@ __all__ = [
     "track_progress",
     "train_contrastive",
     "trim_to_longest",
+    "write_shards",
     "write_summary",
 ]

@@ -14,14 +14,18 @@ from ..errors import InvalidArgumentError
 from ..length.stretching import DEFAULT_KEEP, DEFAULT_RATIO
 from .data import DEFAULT_MAX_UNREADABLE, UNREADABLE_JUDGED_AFTER
 from .losses import DEFAULT_LABEL_SMOOTHING, DEFAULT_PCA_DIM, DEFAULT_SHORT_LOSS_WEIGHT
+from .scale_config import add_scale_arguments
+
+#: What ``--data`` takes in every trainer.
+CAPTION_FILE_HELP = "ShareGPT4V .json, or .json/.jsonl/.csv with image, caption and optional short_caption"
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, data_help: str = CAPTION_FILE_HELP) -> None:
     group = parser.add_argument_group("data")
     group.add_argument(
         "--data",
         required=True,
-        help="ShareGPT4V .json, or .json/.jsonl/.csv with image, caption and optional short_caption",
+        help=data_help,
     )
     group.add_argument(
         "--image-root", default=None, help="folder the image paths are relative to (default: as written)"
@@ -192,10 +196,15 @@ def build_longclip_parser() -> argparse.ArgumentParser:
         help=f"stretch ratio of the other positions (default {DEFAULT_RATIO}: 77 -> 248; 1 keeps the length); a base with more than 77 positions, already a Long-CLIP, is not stretched again",
     )
     model.add_argument("--freeze-vision", action="store_true", help="train the text side only")
-    add_data_arguments(parser)
+    add_data_arguments(
+        parser,
+        CAPTION_FILE_HELP + ", or WebDataset tar shards ('shards/{00000..00999}.tar': an image and a "
+        "caption .json per sample; make-shards writes them)",
+    )
     add_optimization_arguments(parser)
     add_contrastive_loss_arguments(parser)
     add_run_arguments(parser)
+    add_scale_arguments(parser)
     return parser
 
 

@@ -113,7 +113,7 @@ def _reason(exc: Exception) -> str:
 
 class CaptionTokens:
     """Captions -> token ids ``[N, max_length]``, padded and cut (EOT forced last); the model
-    trims the padding (:func:`~.text_encoding.trim_to_longest`). Picklable, so it can collate
+    trims the padding (:func:`~.trimmed_text.trim_to_longest`). Picklable, so it can collate
     caption batches in DataLoader workers."""
 
     def __init__(self, tokenizer, max_length: int):

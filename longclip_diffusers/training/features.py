@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .text_encoding import encode_text
+from .trimmed_text import encode_text
 
 if TYPE_CHECKING:
     from transformers import CLIPModel
@@ -46,7 +46,12 @@ class ContrastiveFeatures(nn.Module):
         input_ids: torch.Tensor,
         short_input_ids: torch.Tensor | None = None,
     ) -> ClipFeatures:
-        image = self.clip.get_image_features(pixel_values=pixel_values).pooler_output
+        """``pixel_values`` ``[N, 3, H, W]``, or projected image features ``[N, E]`` read from a
+        feature cache (:mod:`.feature_cache`), which skip the vision tower."""
+        if pixel_values.ndim == 2:
+            image = pixel_values
+        else:
+            image = self.clip.get_image_features(pixel_values=pixel_values).pooler_output
         long_text = encode_text(self.clip, input_ids, self.eos_token_id)
         short_text = None
         if short_input_ids is not None:

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import torch
 from torch import nn
@@ -54,14 +54,17 @@ from .data import (
     make_loader,
 )
 from .features import ContrastiveFeatures
-from .gather import BatchShards, all_gather_ints, gather_with_grad
-from .losses import pcm_loss
+from .gather import BatchShards, all_gather_ints
+from .gradient_cache import contrastive_backward
+from .losses import PcmLoss, pcm_loss
 from .optimization import make_optimizer, make_scheduler
 
 if TYPE_CHECKING:
     from transformers import CLIPModel
 
     from ..tulip.full_model import TulipModel
+    from .feature_cache import CachedFeatureDataset
+    from .text_only import TextOnlyClip
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, LongClipError)
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 #: A model with CLIP's two towers and ``get_text_features`` / ``get_image_features``.
-DualEncoderT = TypeVar("DualEncoderT", bound="CLIPModel | TulipModel")
+DualEncoderT = TypeVar("DualEncoderT", bound="CLIPModel | TulipModel | TextOnlyClip")
 ArgsT = TypeVar("ArgsT")
 BatchT = TypeVar("BatchT")
 
@@ -89,6 +92,8 @@ class TrainResult(Generic[ModelT]):
     skipped: list[tuple[str, str]] = field(default_factory=list)
     validation: dict[str, float] = field(default_factory=dict)
     skipped_count: int = 0
+    #: the module as accelerate prepared it (DDP, FSDP, ...), for gathering sharded weights
+    prepared: nn.Module | None = None
 
 
 def write_summary(result: TrainResult[Any], output_dir: str | Path) -> Path:
@@ -181,28 +186,40 @@ def train_contrastive(
     max_length: int,
     image_size: int,
     project_name: str,
+    samples: Callable[[Sequence], CachedFeatureDataset] | None = None,
+    batches: Callable[[Callable[[list], dict], TrainingProgress], Generator[dict, None, None]] | None = None,
 ) -> TrainResult[DualEncoderT]:
     """Train ``model`` on the caption records of ``data`` (:func:`plan_run_data`) with the PCM
-    loss; every process calls this."""
+    loss; every process calls this.
+
+    ``samples(items)`` builds the dataset of a list of ``data``'s items (default: images read
+    from ``--image-root``; a feature cache gives image features instead, :mod:`.feature_cache`);
+    ``batches(collate, progress)`` replaces the whole batch stream (tar shards, :mod:`.shards`)."""
     torch.manual_seed(args.seed)
     transform = ClipImageTransform(image_size)
     use_short = args.short_loss_weight > 0
     collator = CaptionBatchCollator(tokenizer, max_length, with_short=use_short)
-    dataset = ImageCaptionDataset(data.train, args.image_root, transform)
-    features = ContrastiveFeatures(model, tokenizer.eos_token_id)
+
+    def dataset_of(items: Sequence) -> ImageCaptionDataset | CachedFeatureDataset:
+        return samples(items) if samples is not None else ImageCaptionDataset(items, args.image_root, transform)
+
+    # a TextOnlyClip (cached image features) has CLIPModel's get_text_features / get_image_features
+    features = ContrastiveFeatures(cast("CLIPModel | TulipModel", model), tokenizer.eos_token_id)
     features, optimizer, scheduler, progress = prepare_run(
         accelerator, features, model, args, data.total_steps, project_name=project_name
     )
 
     def validate(step: int) -> dict[str, float]:
-        return _validate(args, accelerator, features, data.held_out, collator, transform, step)
+        return _validate(args, accelerator, features, dataset_of(data.held_out), collator, step)
 
     losses, validation = run_training_steps(
         accelerator,
         args,
         progress,
         scheduler,
-        epoch_batches(dataset, collator, args, accelerator, progress),
+        batches(collator, progress)
+        if batches is not None
+        else epoch_batches(dataset_of(data.train), collator, args, accelerator, progress),
         lambda batch: _train_step(args, accelerator, features, optimizer, scheduler, batch, progress),
         data.total_steps,
         desc="training",
@@ -218,6 +235,7 @@ def train_contrastive(
         skipped=list(progress.skipped),
         validation=validation,
         skipped_count=progress.skipped_count,
+        prepared=features,
     )
 
 
@@ -307,7 +325,7 @@ def prepare_run(
 
 
 def epoch_batches(
-    dataset: ImageCaptionDataset | Sequence,
+    dataset: ImageCaptionDataset | CachedFeatureDataset | Sequence,
     collate: Callable[[list], BatchT],
     args: argparse.Namespace,
     accelerator,
@@ -372,6 +390,12 @@ def run_training_steps(
 def optimizer_step(accelerator, loss: torch.Tensor, optimizer, scheduler, progress: TrainingProgress) -> None:
     """Backward pass, optimizer and learning-rate steps, gradients cleared, the step counted."""
     accelerator.backward(loss)
+    apply_optimizer_step(optimizer, scheduler, progress)
+
+
+def apply_optimizer_step(optimizer, scheduler, progress: TrainingProgress) -> None:
+    """Optimizer and learning-rate steps on the gradients already computed, gradients cleared,
+    the step counted."""
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
@@ -455,21 +479,23 @@ def _train_step(args, accelerator, features, optimizer, scheduler, batch, progre
     shards = BatchShards(tuple(size for size, _ in counts), accelerator.process_index)
     if min(shards.sizes) == 0:
         return None
-    with accelerator.autocast():
-        out = features(*_model_inputs(batch, accelerator.device))
-    short = out.short_text
-    loss = pcm_loss(
-        gather_with_grad(out.image, shards),
-        gather_with_grad(out.long_text, shards),
-        gather_with_grad(short, shards) if short is not None else None,
-        out.logit_scale,
-        pca_dim=args.pca_dim,
-        short_weight=args.short_loss_weight,
-        label_smoothing=args.label_smoothing,
-        rows=shards.rows,
-        pca_group_sizes=shards.sizes if args.pca_scope == "local" else None,
-    )
-    optimizer_step(accelerator, loss.total, optimizer, scheduler, progress)
+
+    def loss_of(image, long_text, short_text, logit_scale) -> PcmLoss:
+        return pcm_loss(
+            image,
+            long_text,
+            short_text,
+            logit_scale,
+            pca_dim=args.pca_dim,
+            short_weight=args.short_loss_weight,
+            label_smoothing=args.label_smoothing,
+            rows=shards.rows,
+            pca_group_sizes=shards.sizes if args.pca_scope == "local" else None,
+        )
+
+    inputs = _model_inputs(batch, accelerator.device)
+    loss = contrastive_backward(accelerator, features, inputs, shards, loss_of, getattr(args, "micro_batch", None))
+    apply_optimizer_step(optimizer, scheduler, progress)
     parts = {"train/loss": loss.total, "train/long_loss": loss.long}
     if loss.short is not None:
         parts["train/short_loss"] = loss.short
@@ -494,12 +520,11 @@ def _model_inputs(batch: dict, device) -> tuple:
     )
 
 
-def _validate(args, accelerator, features, records, collator, transform, step) -> dict[str, float]:
+def _validate(args, accelerator, features, dataset, collator, step) -> dict[str, float]:
     """Retrieval R@1 on the held-out pairs (long and short captions, both directions), on the
     main process (:func:`run_on_main`)."""
 
     def retrieval(model: nn.Module) -> dict[str, float]:
-        dataset = ImageCaptionDataset(records, args.image_root, transform)
         sampler = [
             list(range(i, min(i + args.batch_size, len(dataset)))) for i in range(0, len(dataset), args.batch_size)
         ]

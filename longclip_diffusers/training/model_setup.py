@@ -27,9 +27,12 @@ from ..length.stretching import position_table, stretch_text_encoder
 if TYPE_CHECKING:
     from transformers import CLIPModel
 
+    from .text_only import TextOnlyClip
+
 logger = logging.getLogger(__name__)
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
+PreparedT = TypeVar("PreparedT", bound="CLIPModel | TextOnlyClip")
 
 #: Long-CLIP resets the logit scale to ln(100), CLIP's capped value, before fine-tuning (docs/pcm-loss.md).
 INITIAL_LOGIT_SCALE = math.log(100.0)
@@ -76,16 +79,45 @@ def merge_position_table(model: ModuleT) -> ModuleT:
     return model
 
 
+def restore_export_layout(model: nn.Module) -> nn.Module:
+    """Undo the training layout of :func:`prepare_longclip_model` (in place): one plain position
+    table (:func:`merge_position_table`) and a scalar logit scale, as ``CLIPModel`` saves it."""
+    merge_position_table(model)
+    scale = getattr(model, "logit_scale", None)
+    if isinstance(scale, nn.Parameter) and scale.ndim == 1:
+        model.logit_scale = nn.Parameter(scale.detach().reshape(()), requires_grad=scale.requires_grad)
+    return model
+
+
+def empty_like_prepared(model: nn.Module, keep: int) -> nn.Module:
+    """A model of the class, config and training layout of a :func:`prepare_longclip_model`
+    result, with its weights on the meta device (nothing allocated): what the gathered weights of
+    a sharded run are loaded into for export (:mod:`.fsdp_export`)."""
+    from transformers import CLIPTextModelWithProjection
+
+    from .text_only import TextOnlyClip
+
+    with torch.device("meta"):
+        if isinstance(model, TextOnlyClip):
+            twin: nn.Module = TextOnlyClip(CLIPTextModelWithProjection(model.config))
+        else:
+            twin = type(model)(model.config)
+        freeze_leading_positions(twin, keep)
+        twin.logit_scale = nn.Parameter(torch.empty(1))
+    return twin
+
+
 def prepare_longclip_model(
-    model: CLIPModel,
+    model: PreparedT,
     keep: int,
     ratio: float,
     freeze_vision: bool = False,
     gradient_checkpointing: bool = False,
-) -> CLIPModel:
+) -> PreparedT:
     """Turn a loaded ``CLIPModel`` into Long-CLIP's starting point (in place): SDPA attention,
     knowledge-preserved stretching of a base with at most 77 positions (a longer base is
-    already stretched and keeps its table), logit scale ln(100), rows ``< keep`` frozen,
+    already stretched and keeps its table), logit scale ln(100) (a one-element vector, which
+    FSDP can shard; :func:`restore_export_layout` undoes both for export), rows ``< keep`` frozen,
     everything else trainable (the vision tower too unless ``freeze_vision``)."""
     model.set_attn_implementation("sdpa")
     positions = text_config(model).max_position_embeddings
@@ -101,10 +133,12 @@ def prepare_longclip_model(
             keep,
         )
     model.requires_grad_(True)
-    with torch.no_grad():
-        model.logit_scale.fill_(INITIAL_LOGIT_SCALE)
+    scale = model.logit_scale
+    # FSDP (both torch.distributed.fsdp wrappers) refuses 0-d parameters, and CLIP's logit scale
+    # is one; a one-element vector trains the same and restore_export_layout makes it a scalar again
+    model.logit_scale = nn.Parameter(torch.full((1,), INITIAL_LOGIT_SCALE, dtype=scale.dtype, device=scale.device))
     freeze_leading_positions(model, keep)
-    if freeze_vision:
+    if freeze_vision and hasattr(model, "vision_model"):  # a TextOnlyClip has no vision tower
         model.vision_model.requires_grad_(False)
         model.visual_projection.requires_grad_(False)
     if gradient_checkpointing:

@@ -47,7 +47,7 @@ from .loop import (
     train_contrastive,
 )
 from .records import read_records
-from .text_encoding import trim_to_longest
+from .trimmed_text import trim_to_longest
 
 #: Stage 1 cuts captions where the teacher's absolute positions end (paper section 4).
 TEACHER_CONTEXT_LENGTH = 77

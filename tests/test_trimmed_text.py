@@ -7,7 +7,7 @@ import torch
 from longclip_diffusers import stretch_text_encoder
 from longclip_diffusers.tiny import tiny_clip_model, tiny_clip_tokenizer
 from longclip_diffusers.training import ContrastiveFeatures, encode_text, trim_to_longest
-from longclip_diffusers.training.text_encoding import real_lengths
+from longclip_diffusers.training.trimmed_text import real_lengths
 
 
 def test_real_lengths_count_up_to_the_first_eot():
