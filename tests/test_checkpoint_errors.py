@@ -125,14 +125,13 @@ def test_unknown_extension_is_refused(tmp_path, saved):
 
 
 def test_dict_that_is_not_clip_is_refused():
-    with pytest.raises(CheckpointError, match="not an OpenAI-layout CLIP state dict: no 'token_embedding.weight'"):
+    with pytest.raises(CheckpointError, match="holds no CLIP text encoder .no '.token_embedding.weight' key"):
         convert_checkpoint({"encoder.weight": torch.zeros(4, 4)})
 
 
-def test_transformers_layout_points_to_the_transformers_loaders():
+def test_incomplete_transformers_layout_text_encoder_is_named_incomplete():
     with pytest.raises(
-        CheckpointError,
-        match="transformers CLIP model.s weights file already. Fix: pass the folder holding it with its config.json",
+        CheckpointError, match="has no 'text_model.embeddings.position_embedding.weight': the file is incomplete"
     ):
         convert_checkpoint({"text_model.embeddings.token_embedding.weight": torch.zeros(4, 4)}, kind="text")
 

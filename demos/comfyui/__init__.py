@@ -1,9 +1,10 @@
-"""ComfyUI custom nodes for longclip-diffusers: 248-token prompts for SD1.5 and SDXL.
+"""ComfyUI custom nodes for longclip-diffusers: 248-token prompts for SD1.5, SDXL, SD3 and Flux.1.
 
 Install: link (or copy) this folder into ``ComfyUI/custom_nodes/`` under a name other than
 ``longclip_diffusers`` (e.g. ``longclip_diffusers_nodes``), and install the library into ComfyUI's
 Python (``pip install -e /path/to/longclip-diffusers``). ComfyUI imports this file by path as a
-package named after the folder and reads the two mappings below.
+package named after the folder and reads the two mappings below. Example workflows are in
+``workflows/``; ``check_real_comfyui.py`` checks the nodes against a ComfyUI checkout.
 """
 
 from .comfy_clip_node import LongCLIPIntoCLIP

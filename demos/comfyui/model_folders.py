@@ -9,8 +9,8 @@ import os
 
 #: ComfyUI's current folder name first; older installs only know ``clip`` (newer ones map
 #: ``clip`` onto ``text_encoders``, which then lists both ``models/clip`` and
-#: ``models/text_encoders``).
-FOLDER_NAMES = ("text_encoders", "clip")
+#: ``models/text_encoders``); ``checkpoints`` for the text encoders inside SD checkpoints.
+FOLDER_NAMES = ("text_encoders", "clip", "checkpoints")
 
 #: The first entry of the file list: use the text field instead.
 TYPED_SOURCE = "(path or hub id below)"
@@ -61,7 +61,7 @@ def resolve_source(choice: str, typed_source: str) -> str:
                 break
     if not path:
         raise FileNotFoundError(
-            f"{choice!r} is not in ComfyUI's text_encoders/clip model folders; refresh the node "
+            f"{choice!r} is not in ComfyUI's text_encoders/clip/checkpoints model folders; refresh the node "
             "list or type its path into the text field"
         )
     directory = os.path.dirname(path)

@@ -6,8 +6,12 @@ and, for SDXL, the size fields ComfyUI's ``CLIPTextEncodeSDXL`` sets (docs/comfy
 The layers read are those of :mod:`longclip_diffusers.drop_in.layer_recipes`, as in a patched diffusers
 pipeline: SD1.x the last layer after the final LayerNorm; SDXL both encoders' penultimate layer
 (``"standard"``) or the last normalised one (``"longclip"``), concatenated on the feature axis,
-pooled from the projected second encoder. Unlike ComfyUI's own 77-token chunks, every prompt
-is encoded in one piece of up to 248 tokens, with SDXL's OpenCLIP bigG stretched to 248 too.
+pooled from the projected second encoder. Each prompt is encoded in one piece of up to 248 tokens.
+
+Inside ComfyUI the nodes encode Long-CLIP through ComfyUI's own text encoders instead (weighting,
+textual inversions, chunking; ``demos/comfyui/comfy_clips.py``), which give the same tensors for
+an unweighted prompt that fits; these functions serve outside ComfyUI and TULIP encoders, whose
+rotary positions ComfyUI's CLIP towers cannot hold.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..compat import text_config
+from ..constants import DEFAULT_TOKENIZER
 from ..drop_in.layer_recipes import normalized_layer, sdxl_layer
 from ..errors import IncompatibleEncoderError
 from ..io.loading import load_text_encoder, load_tokenizer
@@ -55,16 +60,23 @@ def load_encoder_with_tokenizer(
     length: int = LONG_LENGTH,
     torch_dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
+    tower: str | None = None,
+    tokenizer_fallback: str | os.PathLike = DEFAULT_TOKENIZER,
 ) -> EncoderWithTokenizer:
     """Load an encoder and its tokenizer (:func:`~longclip_diffusers.load_text_encoder`,
     :func:`~longclip_diffusers.load_tokenizer`) reading ``length`` tokens.
 
     An absolute-position encoder with fewer positions (SDXL's OpenCLIP bigG at 77) is stretched
     with knowledge-preserved stretching first, no training (docs/stretching.md).
-    ``with_projection`` loads the projection SDXL pools from (the ``clip_g`` slot).
+    ``with_projection`` loads the projection SDXL pools from (the ``clip_g`` slot); ``tower``
+    picks the encoder of a file or pipeline folder holding several; ``tokenizer_fallback`` is the
+    tokenizer of sources without one (a folder, e.g. ComfyUI's ``comfy/sd1_tokenizer``, needs no
+    hub).
     """
-    model = load_text_encoder(source, with_projection=with_projection, torch_dtype=torch_dtype, device=device)
-    return fit_encoder_with_tokenizer(model, load_tokenizer(source), length)
+    model = load_text_encoder(
+        source, with_projection=with_projection, torch_dtype=torch_dtype, device=device, tower=tower
+    )
+    return fit_encoder_with_tokenizer(model, load_tokenizer(source, fallback=tokenizer_fallback, tower=tower), length)
 
 
 def fit_encoder_with_tokenizer(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -33,6 +34,7 @@ from .openai_keys import (
     openai_to_transformers,
 )
 from .read_checkpoint import as_state_dict, read_state_dict
+from .single_file import TOWERS, convert_text_tower, keys_to_read
 from .tulip_checkpoint import convert_tulip_checkpoint, is_tulip_state_dict
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ def convert_checkpoint(
     bos_token_id: int = CLIP_BOS_TOKEN_ID,
     eos_token_id: int = CLIP_EOS_TOKEN_ID,
     tulip: bool | None = None,
+    tower: str | None = None,
     open_clip_config: str | os.PathLike | dict | None = None,
 ) -> (
     CLIPModel
@@ -80,16 +83,31 @@ def convert_checkpoint(
     beside a checkpoint file, when there is one) gives what an open_clip checkpoint's tensors do
     not: the head counts of each tower and exact GELU instead of QuickGELU, as SDXL's OpenCLIP
     ViT-bigG/14 needs (:func:`~.openai_keys.open_clip_settings`).
+
+    A file whose root is not in the OpenAI layout is a single file holding text encoders (a
+    ComfyUI text-encoder file, an SD1.x / SDXL / SD3 / Flux checkpoint, transformers weights
+    without their folder): its text encoder of slot ``tower`` (``"clip_l"`` / ``"clip_g"``;
+    None for a file with one) is converted by
+    :func:`~longclip_diffusers.conversion.single_file.convert_text_tower`.
     """
     if kind not in _MODEL_CLASSES:
         raise InvalidArgumentError(f"kind must be one of {', '.join(map(repr, _MODEL_CLASSES))}; got {kind!r}")
+    if tower is not None and tower not in TOWERS:
+        raise InvalidArgumentError(f"tower must be one of {', '.join(TOWERS)}; got {tower!r}")
     if isinstance(source, (str, os.PathLike)):
-        state_dict = read_state_dict(source)
+        state_dict = read_state_dict(source, select=partial(keys_to_read, tower=tower))
     else:
         state_dict = as_state_dict(source, "the state dict passed in")
+    caller_owns_tensors = not isinstance(source, (str, os.PathLike))
     if tulip or (tulip is None and is_tulip_state_dict(state_dict)):
         return convert_tulip_checkpoint(
             state_dict, kind, num_heads=num_heads, bos_token_id=bos_token_id, eos_token_id=eos_token_id
+        )
+
+    if "token_embedding.weight" not in state_dict:
+        where = "the state dict passed in" if caller_owns_tensors else f"'{source}'"
+        return convert_text_tower(
+            state_dict, kind, tower, keep, ratio, num_heads, bos_token_id, eos_token_id, caller_owns_tensors, where
         )
 
     settings = tower_settings(source, open_clip_config)
@@ -108,7 +126,6 @@ def convert_checkpoint(
     text_config.max_position_embeddings = weights[TEXT_POSITION_KEY].shape[0]
 
     model = build_without_init(_MODEL_CLASSES[kind], config)
-    caller_owns_tensors = not isinstance(source, (str, os.PathLike))
     assign_all_weights(model, rename_to_model_keys(model, weights, kind), copy=caller_owns_tensors)
     return model.eval()
 

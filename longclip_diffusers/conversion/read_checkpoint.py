@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +26,27 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_MAGIC = b"\x80"
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+#: Picks the keys to read from ``{key: shape}`` of a file.
+KeySelector = Callable[[Mapping[str, Sequence[int]]], Iterable[str]]
+
+
+def read_state_dict(path: str | os.PathLike, select: KeySelector | None = None) -> dict[str, torch.Tensor]:
     """Read a ``.pt/.pth/.bin/.ckpt`` (weights only) or ``.safetensors`` file into a state dict on
-    the CPU, unwrapping ``{"state_dict": ...}`` and DDP's ``module.`` prefixes."""
+    the CPU, unwrapping ``{"state_dict": ...}`` and DDP's ``module.`` prefixes.
+
+    ``select`` gets every key with its shape and names the keys to keep; a ``.safetensors`` file
+    then reads only those (the text encoder of a 7 GB checkpoint without its UNet)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at '{path}'. Fix: check the path.")
     suffix = path.suffix.lower()
     if suffix == SAFETENSORS_SUFFIX:
-        return as_state_dict(_load_safetensors(path), path)
+        return as_state_dict(_load_safetensors(path, select), path)
     if suffix in PICKLE_SUFFIXES:
-        return as_state_dict(_load_pickle(path), path)
+        state_dict = as_state_dict(_load_pickle(path), path)
+        if select is None:
+            return state_dict
+        return {key: state_dict[key] for key in select({k: tuple(v.shape) for k, v in state_dict.items()})}
     raise CheckpointError(
         f"'{path}' has the extension '{path.suffix}'; checkpoints are read from "
         f"{', '.join(PICKLE_SUFFIXES)} or {SAFETENSORS_SUFFIX} files. "
@@ -68,11 +79,18 @@ def _strip_ddp_prefix(key: str) -> str:
     return key[len("module.") :] if key.startswith("module.") else key
 
 
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def _load_safetensors(path: Path, select: KeySelector | None = None) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path), device="cpu")
+        if select is None:
+            return load_file(str(path), device="cpu")
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+            return {key: handle.get_tensor(key) for key in select(shapes)}
+    except CheckpointError:
+        raise
     except Exception as exc:  # safetensors raises its own SafetensorError and OSError
         raise CheckpointError(
             f"'{path}' is a truncated or corrupt safetensors file ({_first_line(exc)}). "

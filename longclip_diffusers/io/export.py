@@ -133,11 +133,13 @@ def export_checkpoint(
     keep: int = DEFAULT_KEEP,
     ratio: float = DEFAULT_RATIO,
     tulip: bool | None = None,
+    tower: str | None = None,
 ) -> Path:
     """Convert an OpenAI-layout checkpoint file (:func:`~longclip_diffusers.conversion.convert.convert_checkpoint`)
     and save it to ``out_dir`` in one atomic step: an existing ``out_dir`` is refused before any
     work, and a failure at any point leaves nothing behind. ``tokenizer`` also supplies the
-    special ids the converted config pools with."""
+    special ids the converted config pools with; ``tower`` picks the text encoder of a file
+    holding several (:func:`~longclip_diffusers.conversion.convert.convert_checkpoint`)."""
     dtype = resolve_dtype(torch_dtype)
     ids = {}
     if tokenizer is not None:
@@ -147,7 +149,7 @@ def export_checkpoint(
         tqdm(total=2, desc=f"{Path(checkpoint).name}: converting", unit="step", leave=False) as progress,
     ):
         try:
-            model = convert_checkpoint(checkpoint, kind=kind, keep=keep, ratio=ratio, tulip=tulip, **ids)
+            model = convert_checkpoint(checkpoint, kind=kind, keep=keep, ratio=ratio, tulip=tulip, tower=tower, **ids)
         except VocabularyMismatchError as exc:
             raise _vocabulary_error(checkpoint, exc.vocab_size, tokenizer) from None
         progress.update()

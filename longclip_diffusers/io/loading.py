@@ -1,9 +1,11 @@
 """THE loader: a CLIP text encoder, full CLIP model or tokenizer from wherever it lives.
 
 A source is a hub repo id (a released Long-CLIP checkpoint from :data:`KNOWN_CHECKPOINTS`, a
-released TULIP one from :data:`KNOWN_TULIP_REPOS`, or any transformers CLIP repo), a local ``.pt``/``.safetensors`` file in the OpenAI layout, or a
-transformers folder (a ``CLIPTextModel``, ``CLIPTextModelWithProjection`` or ``CLIPModel``, such
-as a pipeline's ``text_encoder`` folder). Checkpoint files are converted once and the result is
+released TULIP one from :data:`KNOWN_TULIP_REPOS`, or any transformers CLIP repo), a local ``.pt``/``.safetensors`` file in the OpenAI layout, a
+single file holding text encoders (a ComfyUI text-encoder file, an SD1.x / SDXL / SD3 / Flux
+checkpoint: :mod:`longclip_diffusers.conversion.single_file`), a transformers folder (a
+``CLIPTextModel``, ``CLIPTextModelWithProjection`` or ``CLIPModel``, such as a pipeline's
+``text_encoder`` folder), or, with a ``tower``, a diffusers pipeline folder. Checkpoint files are converted once and the result is
 kept, in the export format, under :func:`cache_root`, so the next load reads safetensors directly.
 """
 
@@ -41,6 +43,7 @@ from ..constants import (
 )
 from ..conversion.convert import open_clip_config_beside
 from ..conversion.model_building import ConvertKind
+from ..conversion.single_file import TOWERS
 from ..devices import check_device
 from ..errors import (
     CheckpointError,
@@ -69,6 +72,11 @@ _TOKENIZER_FILE_PATTERNS = ["tokenizer*.json", "vocab.json", "merges.txt", "spec
 #: The file :func:`_hub_unreachable` asks the hub about: any answer, even "not found", will do.
 _PROBE_FILE = "README.md"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: The subfolder of a diffusers pipeline holding each tower (SD1.x, SDXL, SD3, Flux alike).
+PIPELINE_TEXT_ENCODERS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2"}
+#: OpenCLIP's bigG pads with "!" (id 0), as SDXL's ``tokenizer_2`` and ComfyUI's clip_g
+#: tokenizer do (docs/comfyui-nodes.md); CLIP-L pads with its end token.
+BIGG_PAD_TOKEN = "!"
 _CLASSES_BY_NAME = {
     cls.__name__: cls
     for cls in (
@@ -108,6 +116,7 @@ def load_text_encoder(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     stretch: bool = True,
+    tower: str | None = None,
 ) -> CLIPTextModel | TulipTextModel: ...
 
 
@@ -120,6 +129,7 @@ def load_text_encoder(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     stretch: bool = True,
+    tower: str | None = None,
 ) -> CLIPTextModelWithProjection | TulipTextModelWithProjection: ...
 
 
@@ -132,6 +142,7 @@ def load_text_encoder(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     stretch: bool = True,
+    tower: str | None = None,
 ) -> TextEncoder: ...
 
 
@@ -143,6 +154,7 @@ def load_text_encoder(
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
     stretch: bool = True,
+    tower: str | None = None,
 ) -> TextEncoder:
     """A ready (eval-mode) ``CLIPTextModel``, or ``CLIPTextModelWithProjection`` when
     ``with_projection``, from a hub id, a checkpoint file or a transformers folder. A TULIP
@@ -151,13 +163,16 @@ def load_text_encoder(
     ``cache_dir`` is where converted checkpoints are kept (default :func:`cache_root`).
     ``stretch=False`` keeps a plain OpenAI CLIP file at its 77 positions instead of stretching
     it to Long-CLIP's 248 (:func:`converted_dir`); it changes nothing for other sources.
+    ``tower`` (``"clip_l"`` / ``"clip_g"``) picks the text encoder of a file or pipeline folder
+    holding several (:func:`text_encoder_folder`,
+    :func:`~longclip_diffusers.conversion.single_file.select_text_tower`).
     Raises :class:`ModelNotAvailableError` when the source is on the hub, not downloaded, and the
     hub cannot be reached.
     """
     if device is not None:
         check_device(device)
     kind: ConvertKind = "text_with_projection" if with_projection else "text"
-    directory = _model_dir(source, kind, cache_dir, stretch)
+    directory = _model_dir(text_encoder_folder(source, tower), kind, cache_dir, stretch, tower)
     cls: type[TextEncoder] = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     saved = saved_model_class(directory)
     if issubclass(saved, (TulipModel, TulipPreTrainedModel)):
@@ -179,7 +194,7 @@ def load_clip_model(
     :class:`~longclip_diffusers.TulipModel` counterpart."""
     if device is not None:
         check_device(device)
-    directory = _model_dir(source, "full", cache_dir, stretch)
+    directory = _model_dir(source, "full", cache_dir, stretch, None)
     saved = saved_model_class(directory)
     if not issubclass(saved, (CLIPModel, TulipModel)):
         raise CheckpointError(
@@ -194,15 +209,19 @@ def load_tokenizer(
     *,
     fallback: str | os.PathLike | None = DEFAULT_TOKENIZER,
     model_max_length: int | None = None,
+    tower: str | None = None,
 ) -> CLIPTokenizer:
     """The tokenizer that belongs to ``source``: the one in its folder, in the sibling
     ``tokenizer*`` folder of a pipeline's ``text_encoder*``, or a hub repo's own; else the one at
     ``fallback`` (a folder or hub id; released Long-CLIP files carry no tokenizer).
 
     ``source`` may also be a tokenizer folder or hub id itself. ``model_max_length`` sets the
-    length the tokenizer pads and truncates to.
+    length the tokenizer pads and truncates to; ``tower`` picks a pipeline folder's tokenizer as
+    in :func:`load_text_encoder`, and the fallback for a ``"clip_g"`` encoder pads as bigG does
+    (:data:`BIGG_PAD_TOKEN`).
     """
-    location = _tokenizer_location(source)
+    location = _tokenizer_location(text_encoder_folder(source, tower))
+    from_fallback = location is None
     if location is None:
         if fallback is None:
             raise InvalidArgumentError(f"no tokenizer found with '{source}'. Fix: pass a tokenizer folder or hub id.")
@@ -213,7 +232,28 @@ def load_tokenizer(
         tokenizer = CLIPTokenizer.from_pretrained(location)
     if model_max_length is not None:
         tokenizer.model_max_length = model_max_length
+    if from_fallback and tower == "clip_g":
+        tokenizer.pad_token = BIGG_PAD_TOKEN
     return tokenizer
+
+
+def text_encoder_folder(source: str | os.PathLike, tower: str | None) -> str | os.PathLike:
+    """``source`` itself, or for a diffusers pipeline folder and a ``tower`` its text-encoder
+    folder (:data:`PIPELINE_TEXT_ENCODERS`)."""
+    if tower is None:
+        return source
+    if tower not in TOWERS:
+        raise InvalidArgumentError(f"tower must be one of {', '.join(TOWERS)}; got {tower!r}")
+    path = Path(source).expanduser()
+    if not (path / "model_index.json").is_file():
+        return source
+    folder = path / PIPELINE_TEXT_ENCODERS[tower]
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(
+            f"the pipeline folder '{path}' has no {folder.name} folder, where its {tower} text encoder "
+            f"would be. Fix: pick the other slot, or pass a folder that has it."
+        )
+    return folder
 
 
 def saved_model_class(directory: str | os.PathLike) -> ClipClass:
@@ -261,19 +301,23 @@ def converted_dir(
     cache_dir: str | os.PathLike | None = None,
     tulip: bool | None = None,
     stretch: bool = True,
+    tower: str | None = None,
 ) -> Path:
     """The cached transformers folder of ``checkpoint`` converted as ``kind`` (and ``tulip``, as
     in :func:`~longclip_diffusers.conversion.convert.convert_checkpoint`), converting it on the first call.
     A plain OpenAI CLIP file (77 positions) is stretched to Long-CLIP's 248 unless ``stretch`` is
     False: then it stays CLIP, for scoring CLIP itself or for a trainer that stretches with its
-    own ``keep``/``ratio``. The key is the file's path, size and modification time (so an edited
-    file is converted again), the conversion options and the ``open_clip_config.json`` beside the
-    file, if any (:func:`~longclip_diffusers.conversion.convert.convert_checkpoint`)."""
+    own ``keep``/``ratio``. ``tower`` picks the text encoder of a file holding several. The key is
+    the file's path, size and modification time (so an edited file is converted again), the
+    conversion options and the ``open_clip_config.json`` beside the file, if any
+    (:func:`~longclip_diffusers.conversion.convert.convert_checkpoint`)."""
     # absolute, not resolved: the hub cache links each file to an extensionless blob, and the
     # extension says how the file is read
     path = Path(checkpoint).expanduser().absolute()
     stat = path.stat()
     identity = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|tulip={tulip}|stretch={stretch}|{_CACHE_FORMAT}"
+    if tower is not None:
+        identity += f"|tower={tower}"
     sidecar = open_clip_config_beside(path)
     if sidecar is not None:  # its heads and activation shape the converted model too
         identity += f"|open_clip={hashlib.sha256(sidecar.read_bytes()).hexdigest()}"
@@ -283,7 +327,7 @@ def converted_dir(
         # ratio 1 maps every row onto itself: the 77-row table is kept as it is
         ratio = DEFAULT_RATIO if stretch else 1.0
         with contextlib.suppress(OutputExistsError):  # another process finished it first
-            export_checkpoint(path, entry, kind=kind, tulip=tulip, ratio=ratio)
+            export_checkpoint(path, entry, kind=kind, tulip=tulip, ratio=ratio, tower=tower)
     return entry
 
 
@@ -350,14 +394,14 @@ def resolve_pipeline(id_or_dir: str | os.PathLike) -> Path:
         return Path(DiffusionPipeline.download(name, local_files_only=offline))
 
 
-def _model_dir(source: str | os.PathLike, kind: ConvertKind, cache_dir, stretch: bool) -> Path:
+def _model_dir(source: str | os.PathLike, kind: ConvertKind, cache_dir, stretch: bool, tower: str | None) -> Path:
     path = resolve_source(source)
     if path.is_file() and (path.parent / "config.json").is_file() and Path(source).expanduser().exists():
         # a local transformers folder's own weights file (our export's model.safetensors): the
         # folder says what the weights are, a bare file cannot
         return path.parent
     if path.is_file():
-        return converted_dir(path, kind, cache_dir, tulip=is_tulip_repo(source) or None, stretch=stretch)
+        return converted_dir(path, kind, cache_dir, tulip=is_tulip_repo(source) or None, stretch=stretch, tower=tower)
     return path
 
 

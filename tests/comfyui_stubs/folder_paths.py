@@ -1,4 +1,4 @@
-"""Stand-in for ComfyUI's ``folder_paths`` module, for the node tests.
+"""Stand-in for ComfyUI's ``folder_paths`` module (Comfy-Org/ComfyUI v0.3.64), for the node tests.
 
 It has the part of the real module's API the nodes use (``folder_names_and_paths``,
 ``get_filename_list``, ``get_full_path``, ``get_folder_paths``); a test fills
