@@ -157,6 +157,24 @@ def test_an_output_dir_that_is_a_file_is_refused_in_one_line(base_dir, captions,
     assert target.read_text() == "mine"
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(13, "Permission denied", "/srv/out"),
+        IsADirectoryError(21, "Is a directory", "/srv/captions"),
+        NotADirectoryError(20, "Not a directory", "/srv/file/out"),
+    ],
+)
+def test_a_path_the_system_refuses_ends_a_training_script_in_one_line(error, capsys):
+    from longclip_diffusers.training.loop import run_then_teardown
+
+    def refuse(_args):
+        raise error
+
+    assert run_then_teardown(refuse, None) == 1
+    assert one_error_line(capsys) == f"error: {error}"
+
+
 # --- benchmarks/reproduce.py --quick -------------------------------------------------------
 
 

@@ -71,7 +71,8 @@ logger = logging.getLogger(__name__)
 #: The file beside a trained model that :func:`write_summary` writes.
 SUMMARY_FILE = "training_summary.json"
 #: Errors a user fixes by changing an argument or a file: one line, not a traceback per process.
-USER_ERRORS = (ValueError, FileNotFoundError, LongClipError)
+#: A path the user gave that cannot be written or is the wrong kind is theirs to fix too.
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, LongClipError)
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 #: A model with CLIP's two towers and ``get_text_features`` / ``get_image_features``.
