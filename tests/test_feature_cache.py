@@ -9,6 +9,7 @@ import os
 import pytest
 import torch
 from safetensors import safe_open
+from training_helpers import tiny_training_argv
 from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from longclip_diffusers.cli.main import main as cli
@@ -160,35 +161,17 @@ def test_cached_features_give_the_loss_and_gradients_of_the_uncached_frozen_visi
 
 def _train(setup, name: str, *extra: str):
     root, captions = setup
-    args = [
-        "--base-model",
-        str(root / "base"),
-        "--data",
-        str(captions),
-        "--image-root",
-        str(captions.parent),
-        "--output-dir",
-        str(root / name),
-        "--batch-size",
-        "4",
-        "--max-steps",
-        "2",
-        "--lr",
-        "1e-3",
-        "--warmup-steps",
-        "0",
-        "--pca-dim",
-        "2",
-        "--num-workers",
-        "0",
-        "--report-to",
-        "none",
-        "--cpu",
+    args = tiny_training_argv(
+        root / "base",
+        captions,
+        root / name,
         "--freeze-vision",
         "--validation-size",
         "3",
         *extra,
-    ]
+        image_root=captions.parent,
+        lr="1e-3",
+    )
     return train_longclip(parse_longclip_args(args))
 
 

@@ -9,6 +9,7 @@ import tarfile
 
 import pytest
 import torch
+from training_helpers import tiny_training_argv
 from transformers import CLIPModel
 
 from longclip_diffusers.cli.main import main as cli
@@ -138,28 +139,7 @@ def _train(setup, name: str, *extra: str):
     root, _ = setup
     return train_longclip(
         parse_longclip_args(
-            [
-                "--base-model",
-                str(root / "base"),
-                "--data",
-                str(root / "shards" / PATTERN),
-                "--output-dir",
-                str(root / name),
-                "--batch-size",
-                "2",
-                "--lr",
-                "1e-3",
-                "--warmup-steps",
-                "0",
-                "--pca-dim",
-                "2",
-                "--num-workers",
-                "0",
-                "--report-to",
-                "none",
-                "--cpu",
-                *extra,
-            ]
+            tiny_training_argv(root / "base", root / "shards" / PATTERN, root / name, *extra, batch_size=2, lr="1e-3")
         )
     )
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from training_helpers import launcher, tiny_training_argv
 from transformers import CLIPModel
 
 from longclip_diffusers import stretch_text_encoder
@@ -51,38 +51,12 @@ def _launch(
 ) -> tuple[Path, subprocess.CompletedProcess]:
     root, captions = setup
     output = root / name
-    launcher = (
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-        if processes > 1
-        else [sys.executable]
-    )
     command = [
-        *launcher,
+        *launcher(processes),
         str(SCRIPT),
-        "--base-model",
-        str(root / "base"),
-        "--data",
-        str(captions),
-        "--image-root",
-        str(captions.parent),
-        "--output-dir",
-        str(output),
-        "--cpu",
-        "--batch-size",
-        str(batch_size),
-        "--max-steps",
-        "2",
-        "--lr",
-        "1e-2",
-        "--warmup-steps",
-        "0",
-        "--pca-dim",
-        "2",
-        "--num-workers",
-        "0",
-        "--report-to",
-        "none",
-        *extra,
+        *tiny_training_argv(
+            root / "base", captions, output, *extra, image_root=captions.parent, batch_size=batch_size
+        ),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return output, subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from safetensors import safe_open
+from training_helpers import launcher, tiny_training_argv
 from transformers import CLIPModel
 
 from longclip_diffusers import stretch_text_encoder
@@ -40,13 +40,10 @@ def setup(tmp_path_factory):
 
 
 def _run(processes: int, script: Path, *arguments: str) -> subprocess.CompletedProcess:
-    launcher = (
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-        if processes > 1
-        else [sys.executable]
-    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([*launcher, str(script), *arguments], capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(
+        [*launcher(processes), str(script), *arguments], capture_output=True, text=True, timeout=600, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -57,30 +54,9 @@ def _train(setup, name: str, processes: int, batch_size: int, *extra: str) -> Pa
     _run(
         processes,
         TRAIN,
-        "--base-model",
-        str(root / "base"),
-        "--data",
-        str(captions),
-        "--image-root",
-        str(captions.parent),
-        "--output-dir",
-        str(output),
-        "--cpu",
-        "--batch-size",
-        str(batch_size),
-        "--max-steps",
-        "2",
-        "--lr",
-        "1e-2",
-        "--warmup-steps",
-        "0",
-        "--pca-dim",
-        "2",
-        "--num-workers",
-        "0",
-        "--report-to",
-        "none",
-        *extra,
+        *tiny_training_argv(
+            root / "base", captions, output, *extra, image_root=captions.parent, batch_size=batch_size
+        ),
     )
     return output
 
