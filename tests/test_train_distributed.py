@@ -8,13 +8,12 @@ runs DDP over gloo. The learning rate is large so that the updates are far above
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import launcher, tiny_training_argv
+from training_helpers import run_launched, tiny_training_argv
 from transformers import CLIPModel
 
 from longclip_diffusers import stretch_text_encoder
@@ -51,15 +50,10 @@ def _launch(
 ) -> tuple[Path, subprocess.CompletedProcess]:
     root, captions = setup
     output = root / name
-    command = [
-        *launcher(processes),
-        str(SCRIPT),
-        *tiny_training_argv(
-            root / "base", captions, output, *extra, image_root=captions.parent, batch_size=batch_size
-        ),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return output, subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    argv = tiny_training_argv(
+        root / "base", captions, output, *extra, image_root=captions.parent, batch_size=batch_size
+    )
+    return output, run_launched(processes, SCRIPT, *argv)
 
 
 def _train(setup, name: str, processes: int, batch_size: int, *extra: str) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from safetensors import safe_open
-from training_helpers import launcher, tiny_training_argv
+from training_helpers import run_launched, tiny_training_argv
 from transformers import CLIPModel
 
 from longclip_diffusers import stretch_text_encoder
@@ -40,10 +40,7 @@ def setup(tmp_path_factory):
 
 
 def _run(processes: int, script: Path, *arguments: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [*launcher(processes), str(script), *arguments], capture_output=True, text=True, timeout=600, env=env
-    )
+    done = run_launched(processes, script, *arguments, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
