@@ -32,6 +32,16 @@ def test_saved_processor_and_the_torch_only_transform_resize_crop_and_normalise_
     torch.testing.assert_close(transform(image), ClipImageTransform(size=32)(image), atol=1e-5, rtol=0)
 
 
+def test_the_long_side_is_sized_as_the_processor_sizes_it_where_float_scaling_loses_a_pixel(tmp_path):
+    # 98 x 49 to a short side of 32: 98 * (32 / 49) is 63.999..., the processor resizes to 64 x 32
+    clip_image_processor(32).save_pretrained(tmp_path)
+    transform = image_transform_for(tiny_clip_model(), tmp_path)
+    image = random_image(98, 49)
+    torch.testing.assert_close(transform(image), ClipImageTransform(size=32)(image), atol=1e-5, rtol=0)
+    tall = image.transpose(Image.Transpose.TRANSPOSE)
+    torch.testing.assert_close(transform(tall), ClipImageTransform(size=32)(tall), atol=1e-5, rtol=0)
+
+
 def test_evaluation_reads_the_saved_processor_with_the_class_export_writes_and_no_warning(tmp_path):
     clip_image_processor(32).save_pretrained(tmp_path)
     with warnings.catch_warnings():

@@ -25,8 +25,10 @@ class ClipImageTransform:
     def __call__(self, image: Image.Image) -> torch.Tensor:
         image = image.convert("RGB")
         width, height = image.size
-        scale = self.size / min(width, height)
-        resized = (max(self.size, int(width * scale)), max(self.size, int(height * scale)))
+        # integer arithmetic, as torchvision's Resize and transformers' processor size the long
+        # side: width * (size / height) can fall a hair short of a whole number and lose a pixel
+        long_side = self.size * max(width, height) // min(width, height)
+        resized = (self.size, long_side) if width <= height else (long_side, self.size)
         image = image.resize(resized, Image.Resampling.BICUBIC)
         left = int(round((resized[0] - self.size) / 2.0))
         top = int(round((resized[1] - self.size) / 2.0))
