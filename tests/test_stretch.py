@@ -7,6 +7,7 @@ import torch
 
 from longclip_diffusers import (
     IncompatibleEncoderError,
+    InvalidArgumentError,
     convert_tulip_checkpoint,
     fit_encoder_length,
     stretch_plan,
@@ -129,6 +130,16 @@ def test_long_prompt_runs_past_77_tokens_after_stretching(tokenizer, long_prompt
     ids = tokenizer(long_prompt, truncation=True, max_length=248, return_tensors="pt").input_ids
     assert ids.shape[1] > 77
     assert model(input_ids=ids).last_hidden_state.shape == (1, ids.shape[1], 32)
+
+
+@pytest.mark.parametrize("keep, ratio", [(77, 4.0), (20, 1.0), (1, 0.5)])
+def test_a_keep_or_ratio_that_would_not_lengthen_the_table_is_refused_and_changes_nothing(keep, ratio):
+    model = tiny_text_encoder()
+    table = model.embeddings.position_embedding
+    with pytest.raises(InvalidArgumentError, match="nothing would be stretched"):
+        stretch_text_encoder(model, keep=keep, ratio=ratio)
+    assert model.embeddings.position_embedding is table
+    assert model.config.max_position_embeddings == 77
 
 
 def test_stretch_keeps_dtype_device_and_trainability():

@@ -107,10 +107,18 @@ def stretch_text_encoder(
     """Stretch, in place, the text positions of a ``CLIPTextModel``, ``CLIPTextModelWithProjection``
     or ``CLIPModel``: new position table, ``position_ids`` buffer and config, same dtype and device.
 
-    Returns the model for chaining.
+    Returns the model for chaining. Without ``length``, a ``keep``/``ratio`` that would not
+    lengthen the table (e.g. ``keep`` equal to its length) raises :class:`InvalidArgumentError`
+    and leaves the model as it was.
     """
     embeddings = text_transformer(model).embeddings
     old = position_table(model).weight
+    if length is None and stretched_length(old.shape[0], keep, ratio) <= old.shape[0]:
+        raise InvalidArgumentError(
+            f"keep={keep}, ratio={ratio:g} on a table of {old.shape[0]} positions gives "
+            f"{stretched_length(old.shape[0], keep, ratio)}: nothing would be stretched. Fix: keep fewer "
+            f"rows than the table has (Long-CLIP keeps {DEFAULT_KEEP}) and a ratio above 1, or pass length="
+        )
     new_table = stretch_position_table(old.data, keep=keep, ratio=ratio, length=length)
     new_length = new_table.shape[0]
 
