@@ -107,13 +107,13 @@ def stretch_text_encoder(
     """Stretch, in place, the text positions of a ``CLIPTextModel``, ``CLIPTextModelWithProjection``
     or ``CLIPModel``: new position table, ``position_ids`` buffer and config, same dtype and device.
 
-    Returns the model for chaining. Without ``length``, a ``keep``/``ratio`` that would not
-    lengthen the table (e.g. ``keep`` equal to its length) raises :class:`InvalidArgumentError`
-    and leaves the model as it was.
+    Returns the model for chaining. ``ratio=1`` keeps the table as it is. Without ``length``,
+    any other ``keep``/``ratio`` that would not lengthen the table (``keep`` equal to its length,
+    a ratio below 1) raises :class:`InvalidArgumentError` and leaves the model as it was.
     """
     embeddings = text_transformer(model).embeddings
     old = position_table(model).weight
-    if length is None and stretched_length(old.shape[0], keep, ratio) <= old.shape[0]:
+    if length is None and ratio != 1 and stretched_length(old.shape[0], keep, ratio) <= old.shape[0]:
         raise InvalidArgumentError(
             f"keep={keep}, ratio={ratio:g} on a table of {old.shape[0]} positions gives "
             f"{stretched_length(old.shape[0], keep, ratio)}: nothing would be stretched. Fix: keep fewer "
