@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from transformers import CLIPModel, CLIPTokenizer
 from longclip_diffusers import stretch_text_encoder
 from longclip_diffusers.conversion.openai_keys import merged_position_table
 from longclip_diffusers.drop_in.swap_encoders import apply_long_clip
-from longclip_diffusers.errors import OutputExistsError
+from longclip_diffusers.errors import InvalidArgumentError, OutputExistsError
 from longclip_diffusers.io.export import save_clip_model
 from longclip_diffusers.io.loading import CACHE_ENV, load_text_encoder
 from longclip_diffusers.tiny import (
@@ -127,6 +128,7 @@ def test_run_writes_checkpoints_logs_and_a_summary_with_validation(trained):
     assert sorted(p.name for p in (trained / "checkpoints").iterdir()) == ["step-2", "step-4"]
     progress = json.loads((trained / "checkpoints" / "step-2" / "progress.json").read_text())
     assert (progress["step"], progress["epoch"], progress["batch_in_epoch"]) == (2, 0, 2)
+    assert progress["num_processes"] == 1
     assert not list((trained / "checkpoints").rglob("custom_checkpoint_*"))
     assert list((trained / "logs").rglob("events.out.tfevents.*"))
     summary = json.loads((trained / "training_summary.json").read_text())
@@ -162,6 +164,20 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(base_dir, dat
     # the steps before the resume come from the checkpoint: the summary holds every step
     assert summary["losses"][:2] == losses[:2] and result.losses == summary["losses"]
     assert summary["losses"][2:] == pytest.approx(losses[2:], rel=1e-6)
+
+
+def test_a_checkpoint_of_another_number_of_processes_is_refused_before_anything_is_written(
+    base_dir, data, trained, tmp_path
+):
+    checkpoint = tmp_path / "step-2"
+    shutil.copytree(trained / "checkpoints" / "step-2", checkpoint)
+    progress = json.loads((checkpoint / "progress.json").read_text())
+    (checkpoint / "progress.json").write_text(json.dumps({**progress, "num_processes": 2}))
+    output = tmp_path / "resumed"
+    argv = ["--max-steps", "4", "--validation-size", "4", "--resume-from", str(checkpoint)]
+    with pytest.raises(InvalidArgumentError, match=r"run of 2 process\(es\) and this run has 1.*--nproc_per_node 2"):
+        train_longclip(_args(base_dir, data, output, *argv))
+    assert not output.exists()
 
 
 def test_tracker_logs_the_long_and_short_parts_of_the_loss(trained):

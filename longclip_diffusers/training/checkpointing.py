@@ -17,7 +17,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import InputNotFoundError, OutputExistsError
+from ..errors import InputNotFoundError, InvalidArgumentError, OutputExistsError
 from ..io.atomic import atomic_output_dir, check_output_path
 
 CHECKPOINTS = "checkpoints"
@@ -38,6 +38,8 @@ class TrainingProgress:
     losses: list[float] = field(default_factory=list)
     samples_read: int = 0
     skipped_count: int = 0
+    #: The processes of the run that saves it; checked, not restored (:func:`check_resume_processes`).
+    num_processes: int = 1
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -66,6 +68,20 @@ def track_progress(accelerator, progress: TrainingProgress) -> None:
 
     accelerator.register_save_state_pre_hook(save)
     accelerator.register_load_state_pre_hook(load)
+
+
+def check_resume_processes(checkpoint: Path, processes: int) -> None:
+    """Refuse to resume ``checkpoint`` with another number of processes than the run that wrote
+    it: the data order (which samples each process reads), the global batch and the step count
+    all depend on it, so the resumed run would not continue the interrupted one."""
+    saved = json.loads((checkpoint / PROGRESS_FILE).read_text()).get("num_processes")
+    if saved is not None and saved != processes:
+        raise InvalidArgumentError(
+            f"{checkpoint} was written by a run of {saved} process(es) and this run has {processes}; "
+            "which samples each process reads, the global batch and the step count depend on that "
+            f"number. Fix: resume with {saved} (accelerate launch --num_processes {saved}, or torchrun "
+            f"--nproc_per_node {saved})"
+        )
 
 
 def checkpoint_dir(output_dir: str | os.PathLike, step: int) -> Path:

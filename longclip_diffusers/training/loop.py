@@ -39,6 +39,7 @@ from ..io.image_preprocessing import ClipImageTransform
 from .checkpointing import (
     CHECKPOINTS,
     TrainingProgress,
+    check_resume_processes,
     publish_model,
     resolve_resume,
     save_checkpoint,
@@ -302,7 +303,8 @@ def prepare_run(
     *,
     project_name: str,
 ):
-    """The start of the run, once data and models are ready: ``--resume-from`` resolved, the
+    """The start of the run, once data and models are ready: ``--resume-from`` resolved (and
+    refused when written by another number of processes, :func:`.check_resume_processes`), the
     tracker (``--report-to``) started as ``project_name`` with ``args`` as its hyper-parameters,
     AdamW on ``trained``'s parameters and the warm-up + cosine schedule; ``module`` (what the
     forward runs through, holding ``trained``), optimizer and scheduler prepared by accelerate;
@@ -311,13 +313,15 @@ def prepare_run(
     resume = resolve_resume(args.resume_from, args.output_dir)
     if resume is None and args.resume_from == "latest":
         accelerator.print(f"no checkpoint under {Path(args.output_dir) / CHECKPOINTS}; starting from step 0")
+    if resume is not None:
+        check_resume_processes(resume, accelerator.num_processes)
     if args.report_to != "none":
         config = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in vars(args).items()}
         accelerator.init_trackers(project_name, config=config)
     optimizer = make_optimizer(trained, args.lr, args.weight_decay, tuple(args.adam_betas), args.adam_eps)
     scheduler = make_scheduler(optimizer, args.warmup_steps, total_steps)
     module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
-    progress = TrainingProgress()
+    progress = TrainingProgress(num_processes=accelerator.num_processes)
     track_progress(accelerator, progress)
     if resume is not None:
         accelerator.load_state(str(resume))
