@@ -113,11 +113,11 @@ def stretch_text_encoder(
     """
     embeddings = text_transformer(model).embeddings
     old = position_table(model).weight
-    if length is None and ratio != 1 and stretched_length(old.shape[0], keep, ratio) <= old.shape[0]:
+    if length is None and ratio != 1 and (rows := stretched_length(old.shape[0], keep, ratio)) <= old.shape[0]:
         raise InvalidArgumentError(
-            f"keep={keep}, ratio={ratio:g} on a table of {old.shape[0]} positions gives "
-            f"{stretched_length(old.shape[0], keep, ratio)}: nothing would be stretched. Fix: keep fewer "
-            f"rows than the table has (Long-CLIP keeps {DEFAULT_KEEP}) and a ratio above 1, or pass length="
+            f"keep={keep}, ratio={ratio:g} on a table of {old.shape[0]} positions gives {rows}: "
+            f"nothing would be stretched. Fix: keep fewer rows than the table has (Long-CLIP keeps "
+            f"{DEFAULT_KEEP}) and a ratio above 1, or pass length="
         )
     new_table = stretch_position_table(old.data, keep=keep, ratio=ratio, length=length)
     new_length = new_table.shape[0]
